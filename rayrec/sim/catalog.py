@@ -1,0 +1,141 @@
+"""The item catalog: N items in a d-dimensional topic space, plus the retrieval index over them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rayrec.sim.config import SCALAR_LIMIT, SimConfig
+
+__all__ = ["ItemCatalog"]
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+@dataclass(frozen=True, eq=False)
+class ItemCatalog:
+    """Struct of arrays over N items; index ``j`` of every array is item ``j``.
+
+    Latent attributes (``quality``, ``appeal``) drive the user model and are never observed by a
+    policy directly: the observation carries the noisy estimates ``ctr_estimate`` and
+    ``watch_estimate``, as a production system would carry logged statistics.
+    """
+
+    topic_centres: np.ndarray
+    """(T, d) float32 unit vectors."""
+    embedding: np.ndarray
+    """(N, d) float32 unit vectors near their topic centre."""
+    topic: np.ndarray
+    """(N,) int32 topic of each item."""
+    quality: np.ndarray
+    """(N,) float32 in [0, 1]: how much watching it satisfies (latent)."""
+    appeal: np.ndarray
+    """(N,) float32: how tempting its thumbnail is (latent)."""
+    clickbait: np.ndarray
+    """(N,) bool: drawn from the clickbait distribution (latent; for analysis)."""
+    duration: np.ndarray
+    """(N,) float32 minutes."""
+    creator: np.ndarray
+    """(N,) int32 creator id."""
+    advertiser: np.ndarray
+    """(N,) int32 advertiser id, -1 for organic items."""
+    log_popularity: np.ndarray
+    """(N,) float32 popularity prior (z-scored log scale)."""
+    age_days: np.ndarray
+    """(N,) float32 days since publication."""
+    scalars: np.ndarray
+    """(N, NUM_CANDIDATE_SCALARS) float32 observable per-item statistics (see config)."""
+    topic_items: np.ndarray
+    """(N,) int32 item ids grouped by topic, each group sorted by popularity (descending)."""
+    topic_start: np.ndarray
+    """(T + 1,) int64 offsets of each topic's group in ``topic_items``."""
+    popular_items: np.ndarray
+    """(P_pop,) int32 the most popular items (the global popular pool)."""
+    fresh_items: np.ndarray
+    """(P_fresh,) int32 the newest items (the fresh pool)."""
+
+    @property
+    def num_items(self) -> int:
+        return int(self.embedding.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(
+            getattr(self, name).nbytes
+            for name in self.__dataclass_fields__
+            if isinstance(getattr(self, name), np.ndarray)
+        )
+
+    @classmethod
+    def generate(cls, config: SimConfig, rng: np.random.Generator) -> ItemCatalog:
+        """Draw a catalog from ``config`` with its own generator."""
+        n, d, t = config.num_items, config.embed_dim, config.num_topics
+        centres = _unit_rows(rng.standard_normal((t, d))).astype(np.float32)
+        # Balanced topics, shuffled: every topic has N // T or N // T + 1 items.
+        topic = rng.permutation(np.arange(n) % t).astype(np.int32)
+        emb = rng.standard_normal((n, d), dtype=np.float32)
+        emb *= np.float32(config.topic_spread)
+        emb += centres[topic]
+        emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), np.float32(1e-12))
+
+        clickbait = rng.random(n) < config.clickbait_fraction
+        quality = rng.beta(4.0, 3.0, n)
+        bait_q = np.clip(config.clickbait_quality + 0.08 * rng.standard_normal(n), 0.0, 1.0)
+        quality = np.where(clickbait, bait_q, quality).astype(np.float32)
+        appeal = config.appeal_std * rng.standard_normal(n)
+        appeal = (appeal + np.where(clickbait, config.clickbait_appeal, 0.0)).astype(np.float32)
+        duration = (config.duration_mean * rng.lognormal(-0.18, 0.6, n)).astype(np.float32)
+        creator = rng.integers(0, config.num_creators, n, dtype=np.int32)
+        sponsored = rng.random(n) < config.sponsored_fraction
+        adv = rng.integers(0, max(config.num_advertisers, 1), n, dtype=np.int32)
+        advertiser = np.where(sponsored, adv, -1).astype(np.int32)
+        # Popularity follows appeal more than quality, as click counts do.
+        log_pop = 0.8 * appeal + 0.6 * quality + rng.standard_normal(n)
+        log_pop = ((log_pop - log_pop.mean()) / max(log_pop.std(), 1e-6)).astype(np.float32)
+        age_days = rng.exponential(60.0, n).astype(np.float32)
+
+        noise = config.observation_noise
+        ctr_est = 1.0 / (1.0 + np.exp(-(appeal + noise * rng.standard_normal(n)) + 1.0))
+        watch_est = np.clip(quality + noise * rng.standard_normal(n), 0.0, 1.0)
+        scalars = np.stack(
+            [
+                log_pop,
+                ctr_est,
+                watch_est,
+                duration / config.duration_mean - 1.0,
+                np.exp(-age_days / 30.0),
+                (advertiser >= 0).astype(np.float32),
+            ],
+            axis=1,
+        ).astype(np.float32)
+        np.clip(scalars, -SCALAR_LIMIT, SCALAR_LIMIT, out=scalars)
+
+        order = np.lexsort((-log_pop, topic))
+        topic_items = order.astype(np.int32)
+        topic_start = np.zeros(t + 1, dtype=np.int64)
+        topic_start[1:] = np.cumsum(np.bincount(topic, minlength=t))
+        pool = max(config.pool_size, 1)
+        n_pop = min(n, max(10 * pool, n // 100))
+        popular_items = np.argsort(-log_pop, kind="stable")[:n_pop].astype(np.int32)
+        fresh_items = np.argsort(age_days, kind="stable")[:n_pop].astype(np.int32)
+        return cls(
+            topic_centres=centres,
+            embedding=emb,
+            topic=topic,
+            quality=quality,
+            appeal=appeal,
+            clickbait=clickbait,
+            duration=duration,
+            creator=creator,
+            advertiser=advertiser,
+            log_popularity=log_pop,
+            age_days=age_days,
+            scalars=scalars,
+            topic_items=topic_items,
+            topic_start=topic_start,
+            popular_items=popular_items,
+            fresh_items=fresh_items,
+        )

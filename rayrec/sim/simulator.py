@@ -12,7 +12,12 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from rayrec.sim.catalog import ItemCatalog
-from rayrec.sim.choice import make_choice_model, sample_choice
+from rayrec.sim.choice import (
+    CascadeChoice,
+    MultinomialLogitChoice,
+    make_choice_model,
+    sample_choice,
+)
 from rayrec.sim.config import NUM_CONTEXT, NUM_RESPONSES, SCALAR_LIMIT, SimConfig
 from rayrec.sim.retrieval import CandidateRetriever
 from rayrec.sim.users import UserPopulation
@@ -20,6 +25,8 @@ from rayrec.sim.users import UserPopulation
 __all__ = ["SessionSimulator", "StepResult"]
 
 _SAT_LIMIT = np.float32(5.0)
+# Choice models whose slot 0 is always examined, so that k = 1 clicks with sigmoid(v - v_0).
+_SLOT_ZERO_SIGMOID = (MultinomialLogitChoice, CascadeChoice)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -125,8 +132,18 @@ class SessionSimulator:
         # next refresh? A bad start drawn is replaced by the user's best start.
         self.good_start = np.zeros((b, p), dtype=bool)
         self.best_start = np.zeros(b, dtype=np.int64)
+        # Users whose every window start is good (good_start is not filled in for them).
+        self._all_good = np.zeros(b, dtype=bool)
+        # Retrieval is deferred until a pool is needed (the next step or a look at the
+        # candidates), so the users refreshed by a step and those sampled by the reset_users that
+        # follows it share one batched retrieval; window starts are drawn then too.
+        self._stale = np.zeros(b, dtype=bool)
+        self._window_due = False
         self._window_cache: tuple[np.ndarray, np.ndarray] | None = None
         self._rows = np.arange(b)
+        # Flat offsets of each row, for 1-D gathers (cheaper than 2-D fancy indexing).
+        self._pool_row = self._rows * (p + m)
+        self._fatigue_row = self._rows * t
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> None:
@@ -142,7 +159,7 @@ class SessionSimulator:
             return
         cfg = self.config
         new = self.population.sample(idx.size, cfg, self.catalog.topic_centres, self._user_rng)
-        self.user_id[idx] = self._next_user_id + np.arange(idx.size)
+        self.user_id[idx] = np.arange(self._next_user_id, self._next_user_id + idx.size)
         self._next_user_id += idx.size
         self.segment[idx] = new.segment
         self.interest[idx] = new.interest
@@ -158,54 +175,84 @@ class SessionSimulator:
         self.history_items[idx] = -1
         self.history_responses[idx] = 0.0
         self._start_sessions(idx)
-        self._new_window(idx)
 
-    def _start_sessions(self, idx: np.ndarray, refresh: bool = True) -> None:
-        rng = self._user_rng
+    def _start_sessions(self, idx: np.ndarray) -> None:
+        """Begin a session: draw its budget and start hour, and schedule a pool refresh."""
+        z = self._user_rng.standard_normal((2, idx.size), dtype=np.float32)
         self.step_in_session[idx] = 0
-        self.budget[idx] = self.base_budget[idx] * rng.lognormal(0.0, 0.3, idx.size)
-        self.hour[idx] = (self.peak_hour[idx] + rng.normal(0.0, 2.0, idx.size)) % 24.0
-        if refresh:
-            self._refresh(idx)
+        # LogNormal(0, 0.3) budget factor; start hour ~ N(peak hour, 2 h).
+        self.budget[idx] = self.base_budget[idx] * np.exp(np.float32(0.3) * z[0])
+        self.hour[idx] = (self.peak_hour[idx] + np.float32(2.0) * z[1]) % np.float32(24.0)
+        self._schedule_refresh(idx)
+
+    def _schedule_refresh(self, idx: np.ndarray) -> None:
+        self._stale[idx] = True
+        self.steps_since_refresh[idx] = 0
+        self._window_due = True
+        self._window_cache = None
+
+    def _sync(self) -> None:
+        """Run the deferred retrievals and window draws."""
+        if self._window_due:
+            stale = np.flatnonzero(self._stale)
+            if stale.size:
+                self._refresh(stale)
+                self._stale[stale] = False
+            self._new_window()
+            self._window_due = False
 
     def _refresh(self, idx: np.ndarray) -> None:
         cfg = self.config
-        p, m, k = self.retriever.pool_size, cfg.num_candidates, cfg.slate_size
-        pool, valid = self.retriever.retrieve(
-            self.interest[idx], self.history_items[idx], self._retrieval_rng
+        m, k = cfg.num_candidates, cfg.slate_size
+        pool, valid, invalid = self.retriever.retrieve_wrapped(
+            self.interest[idx], self.history_items[idx], self._retrieval_rng, m
         )
+        self.pool[idx] = pool
+        # At most refresh_every items are consumed before the next refresh, each invalidating one
+        # slot: prefer windows that keep k + refresh_every valid candidates (or the most there
+        # are). A window holds M of the P slots, so a pool with at most M - k - refresh_every
+        # invalid slots has only good windows; only the other pools are counted per window.
+        slow = invalid > m - k - cfg.refresh_every
+        self._all_good[idx] = ~slow
+        if slow.any():
+            rows, slow_valid = idx[slow], valid[slow]
+            self.good_start[rows], self.best_start[rows] = self._window_goodness(slow_valid)
+            valid[slow] = slow_valid
+        self.pool_valid[idx] = valid
+
+    def _window_goodness(self, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n, P) good window starts and (n,) best start of (n, P + M) wrapped pool validities.
+
+        Marks every slot of ``valid`` valid in a row that has no window with k valid candidates
+        (only a catalog smaller than the pool gets there: duplicates are shown then).
+        """
+        cfg = self.config
+        m, k = cfg.num_candidates, cfg.slate_size
+        p = valid.shape[1] - m
         # Valid candidates in each window of M slots (windows may wrap around the pool's end).
-        wrapped = np.concatenate([valid, valid[:, : m - 1]], axis=1)
-        csum = np.zeros((idx.size, p + m), dtype=np.int32)
-        np.cumsum(wrapped, axis=1, out=csum[:, 1:])
+        csum = np.zeros((valid.shape[0], p + m), dtype=np.int32)
+        np.cumsum(valid[:, : p + m - 1], axis=1, out=csum[:, 1:])
         count = csum[:, m : m + p] - csum[:, :p]
         best = count.max(axis=1)
         if (best < k).any():
-            # Only a catalog smaller than the pool gets here: duplicates are shown then.
             valid[best < k] = True
             count[best < k] = m
             best = count.max(axis=1)
-        # At most refresh_every items are consumed before the next refresh, each invalidating one
-        # slot: prefer windows that keep k valid candidates after that.
         need = np.minimum(k + cfg.refresh_every, best)
-        self.good_start[idx] = count >= need[:, None]
-        self.best_start[idx] = count.argmax(axis=1)
-        self.pool[idx, :p] = pool
-        self.pool[idx, p:] = pool[:, :m]
-        self.pool_valid[idx, :p] = valid
-        self.pool_valid[idx, p:] = valid[:, :m]
-        self.steps_since_refresh[idx] = 0
+        return count >= need[:, None], count.argmax(axis=1)
 
-    def _new_window(self, idx: np.ndarray | None = None) -> None:
-        """Draw which M pool slots each user sees next (all users when ``idx`` is None)."""
-        rows = self._rows if idx is None else idx
-        start = self._rng.integers(0, self.retriever.pool_size, rows.size)
-        good = self.good_start[rows, start]
-        self.window_start[rows] = np.where(good, start, self.best_start[rows])
+    def _new_window(self) -> None:
+        """Draw which M pool slots each user sees next."""
+        p = self.retriever.pool_size
+        start = self._rng.integers(0, p, self.num_users)
+        good = self.good_start.reshape(-1).take(self._rows * p + start)
+        good |= self._all_good
+        self.window_start = np.where(good, start, self.best_start)
         self._window_cache = None
 
     def _window(self) -> tuple[np.ndarray, np.ndarray]:
         """(B, M) candidate item ids and validity, materialised on first use after a step."""
+        self._sync()
         if self._window_cache is None:
             m = self.config.num_candidates
             ids = sliding_window_view(self.pool, m, axis=1)[self._rows, self.window_start]
@@ -231,75 +278,111 @@ class SessionSimulator:
         Users whose episode ended must be replaced with :meth:`reset_users` before their slot's
         result means anything again.
         """
+        self._sync()
         cfg, cat, b, rows = self.config, self.catalog, self.num_users, self._rows
-        k, m = cfg.slate_size, cfg.num_candidates
+        k, m, p = cfg.slate_size, cfg.num_candidates, self.retriever.pool_size
         slate = np.asarray(slate).reshape(b, k).astype(np.int64, copy=False)
         pick = np.clip(slate, 0, m - 1)
         # Only the chosen slots are read from the pool: a step costs O(B k), not O(B M).
         slot = self.window_start[:, None] + pick
-        items = self.pool[rows[:, None], slot].astype(np.int64)
-        shown = (slate >= 0) & (slate < m) & self.pool_valid[rows[:, None], slot]
+        flat_slot = slot + self._pool_row[:, None]
+        items = self.pool.reshape(-1).take(flat_slot).astype(np.int64)
+        shown = self.pool_valid.reshape(-1).take(flat_slot)
+        shown &= pick == slate
         if k > 1:
             shown &= _first_occurrence(pick)
 
-        topic = cat.topic[items]
-        affinity, utility = self._utility(items, topic)
-        probs = self.choice.probabilities(utility, shown)
+        topic = cat.topic.take(items)
+        emb = cat.embedding.take(items, axis=0)
+        affinity, utility = self._utility(items, topic, emb)
         uni = self._rng.random((4, b), dtype=np.float32)
-        pos = sample_choice(probs, uni[0])
-        clicked = pos >= 0
-        at = np.maximum(pos, 0)
-        item_c = items[rows, at]
-        quality = cat.quality[item_c]
-        aff_c = affinity[rows, at]
+        if k == 1 and isinstance(self.choice, _SLOT_ZERO_SIGMOID):
+            # Slot 0 is always examined: both choice models click with sigmoid(v - v_0).
+            clicked = (uni[0] < _sigmoid(utility[:, 0] - self.choice.no_click_utility)) & shown[
+                :, 0
+            ]
+            pos = np.where(clicked, 0, -1)
+            at = np.zeros(b, dtype=np.int64)
+            item_c = items[:, 0]
+            aff_c = affinity[:, 0]
+            emb_c = emb[:, 0]
+        else:
+            probs = self.choice.probabilities(utility, shown)
+            pos = sample_choice(probs, uni[0])
+            clicked = pos >= 0
+            at = np.maximum(pos, 0)
+            item_c = items[rows, at]
+            aff_c = affinity[rows, at]
+            emb_c = emb[rows, at]
+        quality = cat.quality.take(item_c)
         noise = self._rng.standard_normal(b, dtype=np.float32)
         watch_logit = (
-            cfg.watch_quality_weight * (quality - 0.5)
+            cfg.watch_quality_weight * (quality - np.float32(0.5))
             + cfg.watch_affinity_weight * aff_c
             + cfg.watch_noise * noise
         )
-        watch = np.where(clicked, _sigmoid(watch_logit), 0.0).astype(np.float32)
+        watch = _sigmoid(watch_logit)
+        watch *= clicked
         like = clicked & (uni[1] < quality * watch)
         skip = clicked & (watch < cfg.skip_threshold)
-        reward = (
-            cfg.reward_click * clicked
-            + cfg.reward_watch * watch
-            + cfg.reward_like * like
-            + cfg.reward_skip * skip
-        ).astype(np.float32)
+        reward = np.zeros(b, dtype=np.float32)
+        for weight, value in (
+            (cfg.reward_click, clicked),
+            (cfg.reward_watch, watch),
+            (cfg.reward_like, like),
+            (cfg.reward_skip, skip),
+        ):
+            if weight != 0.0:
+                reward += np.float32(weight) * value
 
         # Time, satisfaction, drift, fatigue.
-        minutes = cfg.step_minutes + watch * cat.duration[item_c]
+        minutes = cfg.step_minutes + watch * cat.duration.take(item_c)
         self.budget -= minutes
-        self.hour = (self.hour + minutes / 60.0) % 24.0
+        self.hour = (self.hour + minutes / np.float32(60.0)) % np.float32(24.0)
         delta = np.where(
             clicked,
-            cfg.satisfaction_quality_weight * (watch - cfg.quality_reference),
-            -cfg.miss_penalty,
+            cfg.satisfaction_quality_weight * (watch - np.float32(cfg.quality_reference)),
+            np.float32(-cfg.miss_penalty),
         )
         self.satisfaction = np.clip(self.satisfaction + delta, -_SAT_LIMIT, _SAT_LIMIT)
-        self._drift(np.flatnonzero(clicked), item_c)
+        clicked_rows = np.flatnonzero(clicked)
+        self._drift(clicked_rows, emb_c[clicked_rows])
         self.fatigue *= np.float32(1.0 - cfg.fatigue_decay)
-        shown_rows, shown_cols = np.nonzero(shown)
-        np.add.at(self.fatigue, (shown_rows, topic[shown_rows, shown_cols]), cfg.fatigue_show_gain)
-        self.fatigue[rows[clicked], topic[clicked, at[clicked]]] += cfg.fatigue_gain
+        fatigue = self.fatigue.reshape(-1)
+        flat_topic = topic + self._fatigue_row[:, None]
+        if k == 1:
+            # One shown slot per row: no repeated index, a plain scatter is exact.
+            gain = np.float32(cfg.fatigue_show_gain) * shown[:, 0]
+            gain += np.float32(cfg.fatigue_gain) * clicked
+            fatigue[flat_topic[:, 0]] += gain
+        else:
+            np.add.at(fatigue, flat_topic[shown], np.float32(cfg.fatigue_show_gain))
+            fatigue[flat_topic[clicked_rows, at[clicked_rows]]] += np.float32(cfg.fatigue_gain)
 
-        # History: the clicked item, else the first shown one.
-        first_shown = np.argmax(shown, axis=1)
-        any_shown = shown.any(axis=1)
-        item_h = np.where(clicked, item_c, np.where(any_shown, items[rows, first_shown], -1))
-        self.history_items[:, :-1] = self.history_items[:, 1:]
+        # History: the clicked item, else the first shown one (shifted in place, oldest first).
+        if k == 1:
+            item_h = np.where(shown[:, 0], item_c, -1)
+        else:
+            first_shown = np.argmax(shown, axis=1)
+            item_h = np.where(shown.any(axis=1), items[rows, first_shown], -1)
+            item_h = np.where(clicked, item_c, item_h)
+        history = self.history_items.reshape(-1)
+        history[:-1] = history[1:]
         self.history_items[:, -1] = item_h
-        self.history_responses[:, :-1] = self.history_responses[:, 1:]
-        self.history_responses[:, -1] = np.stack([clicked, watch, like, skip], axis=1)
-        # A consumed item leaves the user's pool until the next refresh.
-        slot = slot[rows, at][clicked]
-        p = self.retriever.pool_size
-        self.pool_valid[rows[clicked], slot] = False
-        wrap = slot < m
-        self.pool_valid[rows[clicked][wrap], slot[wrap] + p] = False
-        wrap = slot >= p
-        self.pool_valid[rows[clicked][wrap], slot[wrap] - p] = False
+        responses = self.history_responses.reshape(-1)
+        responses[:-NUM_RESPONSES] = responses[NUM_RESPONSES:]
+        last = self.history_responses[:, -1]
+        last[:, 0] = clicked
+        last[:, 1] = watch
+        last[:, 2] = like
+        last[:, 3] = skip
+        # A consumed item leaves the user's pool until the next refresh (both copies of a slot
+        # that is stored twice, see _allocate).
+        slot_c = slot[clicked_rows, at[clicked_rows]]
+        twin = np.where(slot_c < m, slot_c + p, np.where(slot_c >= p, slot_c - p, slot_c))
+        valid = self.pool_valid.reshape(-1)
+        valid[slot_c + self._pool_row[clicked_rows]] = False
+        valid[twin + self._pool_row[clicked_rows]] = False
 
         self.step_in_session += 1
         self.lifetime_steps += 1
@@ -314,50 +397,52 @@ class SessionSimulator:
             cfg.return_bias + self.loyalty + cfg.return_satisfaction_weight * self.satisfaction
         )
         returns = ended & (uni[3] < p_return)
-        last = self.session_index + 1 >= cfg.max_sessions
+        last_session = self.session_index + 1 >= cfg.max_sessions
         terminated = ended & ~returns
-        truncated = returns & last
-        again = returns & ~last
+        truncated = returns & last_session
+        again = returns & ~last_session
         if again.any():
             self._next_session(np.flatnonzero(again))
-        due = again | (~ended & (self.steps_since_refresh >= cfg.refresh_every))
+        due = ~ended & (self.steps_since_refresh >= cfg.refresh_every)
         if due.any():
-            self._refresh(np.flatnonzero(due))
-        self._new_window()
+            self._schedule_refresh(np.flatnonzero(due))
+        self._window_due = True
+        self._window_cache = None
 
-        slate_items = np.where(shown, items, -1)
         return StepResult(
             reward=reward,
             clicked=clicked,
-            click_position=pos.astype(np.int64),
-            item=item_h.astype(np.int64),
+            click_position=pos.astype(np.int64, copy=False),
+            item=item_h,
             watch=watch,
             like=like,
             skip=skip,
             shown=shown,
-            slate_items=slate_items,
+            slate_items=np.where(shown, items, -1),
             session_ended=ended,
             terminated=terminated,
             truncated=truncated,
         )
 
-    def _drift(self, idx: np.ndarray, item: np.ndarray) -> None:
+    def _drift(self, idx: np.ndarray, target: np.ndarray) -> None:
+        """Move the interest of users ``idx`` toward the (n, d) embeddings ``target``."""
         if idx.size == 0:
             return
         rate = np.float32(self.config.drift_rate)
-        u = self.interest[idx]
-        u += rate * (self.catalog.embedding[item[idx]] - u)
-        u /= np.maximum(np.linalg.norm(u, axis=1, keepdims=True), np.float32(1e-12))
+        u = self.interest.take(idx, axis=0)
+        u += rate * (target - u)
+        norm = np.sqrt(np.einsum("nd,nd->n", u, u))
+        u /= np.maximum(norm, np.float32(1e-12))[:, None]
         self.interest[idx] = u
 
     def _next_session(self, idx: np.ndarray) -> None:
         cfg, rng = self.config, self._user_rng
-        mean_gap = cfg.gap_mean_days * np.exp(-0.5 * self.satisfaction[idx])
-        gap = rng.exponential(1.0, idx.size) * mean_gap
+        mean_gap = cfg.gap_mean_days * np.exp(np.float32(-0.5) * self.satisfaction[idx])
+        gap = rng.standard_exponential(idx.size, dtype=np.float32) * mean_gap
         self.gap_days[idx] = gap
-        self.fatigue[idx] *= np.exp(-gap / cfg.fatigue_recovery_days)[:, None].astype(np.float32)
+        self.fatigue[idx] *= np.exp(-gap / np.float32(cfg.fatigue_recovery_days))[:, None]
         self.session_index[idx] += 1
-        self._start_sessions(idx, refresh=False)
+        self._start_sessions(idx)
 
     # ---- observation ---------------------------------------------------------------------------
     def context(self) -> np.ndarray:
@@ -373,16 +458,21 @@ class SessionSimulator:
         return np.minimum(out, SCALAR_LIMIT, out=out)
 
     # ---- peeking (for baselines that are allowed to see the latent state) ---------------------
-    def _utility(self, items: np.ndarray, topic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(B, n) affinity <u, e> and click utility of the given (B, n) items for each user."""
+    def _utility(
+        self, items: np.ndarray, topic: np.ndarray, emb: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(B, n) affinity <u, e> and click utility of the given (B, n) items for each user.
+
+        ``emb`` may pass the (B, n, d) embeddings of ``items`` when they are already gathered.
+        """
         cfg, cat = self.config, self.catalog
-        affinity = np.einsum("bnd,bd->bn", cat.embedding[items], self.interest)
-        fatigue = np.take_along_axis(self.fatigue, topic, 1)
-        utility = (
-            cfg.affinity_weight * affinity
-            + cfg.appeal_weight * self.appeal_sensitivity[:, None] * cat.appeal[items]
-            - cfg.fatigue_weight * fatigue
-        )
+        if emb is None:
+            emb = cat.embedding.take(items, axis=0)
+        affinity = np.einsum("bnd,bd->bn", emb, self.interest)
+        fatigue = self.fatigue.reshape(-1).take(topic + self._fatigue_row[:, None])
+        utility = cfg.affinity_weight * affinity
+        utility += (cfg.appeal_weight * self.appeal_sensitivity)[:, None] * cat.appeal.take(items)
+        utility -= cfg.fatigue_weight * fatigue
         return affinity, utility
 
     def oracle_click_probability(self) -> np.ndarray:

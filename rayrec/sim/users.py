@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -62,34 +63,56 @@ class UserPopulation:
             weights=rng.dirichlet(np.full(s, 5.0)),
         )
 
+    @cached_property
+    def _segment_cdf(self) -> np.ndarray:
+        """(S,) cumulative segment shares, normalised."""
+        cdf = np.cumsum(self.weights)
+        return cdf / cdf[-1]
+
+    @cached_property
+    def _topic_cdf(self) -> np.ndarray:
+        """(S * T,) each segment's topic CDF shifted up by its segment index (one sorted array)."""
+        cdf = np.cumsum(self.topic_preference, axis=1)
+        cdf /= cdf[:, -1:]
+        cdf[:, -1] = 1.0
+        return (cdf + np.arange(len(cdf))[:, None]).ravel()
+
     def sample(
         self, n: int, config: SimConfig, centres: np.ndarray, rng: np.random.Generator
     ) -> NewUsers:
         """Draw ``n`` new users; ``centres`` are the catalog's (T, d) topic centres."""
-        seg = np.searchsorted(np.cumsum(self.weights), rng.random(n) * self.weights.sum())
-        seg = np.minimum(seg, len(self.weights) - 1).astype(np.int32)
+        s, (t, d) = len(self.weights), centres.shape
+        u = rng.random((n, 1 + _FAVOURITES))
+        seg = np.minimum(np.searchsorted(self._segment_cdf, u[:, 0], side="right"), s - 1)
         # A few favourite topics drawn from the segment's taste, weighted by Gamma(concentration)
         # draws (a Dirichlet over the favourites); cheaper than a Dirichlet over all T topics.
-        cdf = np.cumsum(self.topic_preference, axis=1)[seg]
-        u = rng.random((n, _FAVOURITES))
-        fav = np.minimum((u[:, :, None] > cdf[:, None, :]).sum(axis=2), centres.shape[0] - 1)
-        mix = rng.gamma(config.interest_concentration * _FAVOURITES, size=(n, _FAVOURITES))
-        mix /= np.maximum(mix.sum(axis=1, keepdims=True), 1e-12)
-        interest = np.einsum("nf,nfd->nd", mix, centres[fav])
-        interest += 0.15 * rng.standard_normal((n, centres.shape[1]))
-        interest /= np.maximum(np.linalg.norm(interest, axis=1, keepdims=True), 1e-12)
+        # Inverse-CDF sampling of all users' favourites in one search: segment s's CDF is
+        # shifted to [s, s + 1] in the concatenated array.
+        fav = np.searchsorted(self._topic_cdf, u[:, 1:] + seg[:, None], side="right")
+        fav -= (seg * t)[:, None]
+        np.clip(fav, 0, t - 1, out=fav)
+        mix = rng.standard_gamma(
+            config.interest_concentration * _FAVOURITES, (n, _FAVOURITES), dtype=np.float32
+        )
+        mix /= np.maximum(mix.sum(axis=1, keepdims=True), np.float32(1e-12))
+        interest = np.einsum("nf,nfd->nd", mix, centres.take(fav, axis=0))
+        z = rng.standard_normal((n, d + 4), dtype=np.float32)
+        interest += np.float32(0.15) * z[:, :d]
+        norm = np.sqrt(np.einsum("nd,nd->n", interest, interest))
+        interest /= np.maximum(norm, np.float32(1e-12))[:, None]
+        # Per-user scalars around their segment: LogNormal(0, 0.1) appeal sensitivity,
+        # LogNormal(0, 0.2) budget, N(0, 0.3) loyalty and N(0, 0.2) initial satisfaction.
+        z = z[:, d:].T
         return NewUsers(
-            segment=seg,
-            interest=interest.astype(np.float32),
-            appeal_sensitivity=(self.appeal_sensitivity[seg] * rng.lognormal(0.0, 0.1, n)).astype(
+            segment=seg.astype(np.int32),
+            interest=interest.astype(np.float32, copy=False),
+            appeal_sensitivity=(self.appeal_sensitivity[seg] * np.exp(0.1 * z[0])).astype(
                 np.float32
             ),
             base_budget=(
-                config.session_budget * self.budget_scale[seg] * rng.lognormal(0.0, 0.2, n)
+                config.session_budget * self.budget_scale[seg] * np.exp(0.2 * z[1])
             ).astype(np.float32),
-            loyalty=(self.loyalty[seg] + 0.3 * rng.standard_normal(n)).astype(np.float32),
-            satisfaction=(config.satisfaction_init + 0.2 * rng.standard_normal(n)).astype(
-                np.float32
-            ),
+            loyalty=(self.loyalty[seg] + 0.3 * z[2]).astype(np.float32),
+            satisfaction=(config.satisfaction_init + 0.2 * z[3]).astype(np.float32),
             peak_hour=self.peak_hour[seg].astype(np.float32),
         )

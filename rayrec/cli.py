@@ -1,0 +1,246 @@
+"""The ``rayrec`` command: train, evaluate, info.
+
+Usage errors and bad specs print one line on stderr and exit with code 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from rayrec.specs import SpecError
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors as a single line (and exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _baselines(text: str) -> tuple[str, ...]:
+    from rayrec.evaluation import BASELINES
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    for name in names:
+        if name not in BASELINES:
+            raise argparse.ArgumentTypeError(
+                f"unknown baseline {name!r}; known: {', '.join(BASELINES)}"
+            )
+    return names
+
+
+def _parser() -> _Parser:
+    p = _Parser(prog="rayrec", description="Deep RL for sequential recommendation on Ray.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a policy on an environment")
+    t.add_argument("--env", type=Path, help="environment spec (envs/*.yaml)")
+    t.add_argument("--policy", type=Path, help="policy spec (policies/*.yaml)")
+    t.add_argument("--iterations", type=_positive_int, help="train until this iteration")
+    t.add_argument("--time-budget", type=_positive_float, help="stop after this many seconds")
+    t.add_argument("--stop-return", type=_finite_float, help="stop at this mean training return")
+    t.add_argument("--out", type=Path, help="run folder (default runs/ALGO-TIMESTAMP)")
+    t.add_argument("--seed", type=_int, default=0, help="seed of the run (default 0)")
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec field: training.lr=0.0005, model.encoder=gru, env.num_items=1000",
+    )
+    t.add_argument("--address", help="Ray cluster address (default: start Ray in-process)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument("--checkpoint-every", type=_positive_int, default=5, metavar="N")
+    t.add_argument("--eval-users", type=_positive_int, default=None, metavar="N")
+    t.add_argument("--baselines", type=_baselines, default=None, metavar="LIST")
+    t.add_argument("--quiet", action="store_true", help="no progress output")
+
+    e = sub.add_parser("evaluate", help="compare a checkpoint with baselines in the simulator")
+    e.add_argument("--checkpoint", type=Path, required=True, help="checkpoint directory")
+    e.add_argument("--env", type=Path, help="environment spec (default: the run's own)")
+    e.add_argument("--users", type=_positive_int, default=1000)
+    e.add_argument("--seed", type=_int, default=12345)
+    e.add_argument("--baselines", type=_baselines, default=("random", "popular", "greedy"))
+    e.add_argument("--json", action="store_true", help="print the results as JSON")
+
+    sub.add_parser("info", help="environments, policy presets and resources")
+    return p
+
+
+def _table(rows: list[list[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=True, header_style="bold")
+    for column in rows[0]:
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    for row in rows[1:]:
+        table.add_row(*row)
+    Console(width=120).print(table)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from rayrec.runner import RunOptions, load_run_spec, train
+    from rayrec.specs import EnvSpec, PolicySpec, apply_overrides, load_yaml
+
+    saved_run: dict[str, Any] = {}
+    if args.resume:
+        if args.out is None:
+            raise SpecError("--resume needs --out RUN (the run folder to continue)")
+        env_spec, policy_spec, saved_run = load_run_spec(args.out)
+        if args.set:
+            raise SpecError("--resume continues the saved spec; --set is not allowed with it")
+    else:
+        if args.env is None or args.policy is None:
+            raise SpecError("train needs --env SPEC and --policy SPEC (or --resume --out RUN)")
+        env_raw, policy_raw = apply_overrides(load_yaml(args.env), load_yaml(args.policy), args.set)
+        env_spec = EnvSpec.from_dict(env_raw, str(args.env))
+        policy_spec = PolicySpec.from_dict(policy_raw, str(args.policy))
+    from rayrec.experiment import validate_sections
+
+    validate_sections(policy_spec, str(args.policy or args.out))
+    stop = policy_spec.stop
+    evaluation = policy_spec.evaluation
+    iterations = args.iterations or saved_run.get("iterations") or stop.get("iterations")
+    budget = args.time_budget or (None if args.resume else stop.get("time_budget"))
+    if iterations is None and budget is None:
+        iterations = 10
+    out = args.out or Path("runs") / f"{policy_spec.algorithm.lower()}-{_stamp()}"
+    options = RunOptions(
+        out=out,
+        seed=saved_run.get("seed", args.seed) if args.resume else args.seed,
+        iterations=iterations,
+        time_budget=budget,
+        stop_return=args.stop_return if args.stop_return is not None else stop.get("return"),
+        checkpoint_every=args.checkpoint_every,
+        eval_users=args.eval_users or evaluation.get("users", 1000),
+        eval_seed=evaluation.get("seed", 12345),
+        baselines=args.baselines
+        or tuple(evaluation.get("baselines", ("random", "popular", "greedy"))),
+        address=args.address,
+    )
+    results = train(env_spec, policy_spec, options, resume=args.resume, quiet=args.quiet)
+    from rayrec.runner import comparison_table
+
+    _table(comparison_table(results))
+    print(f"run folder: {out}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from rayrec.runner import comparison_table, evaluate_checkpoint
+    from rayrec.specs import EnvSpec, load_yaml
+
+    env = EnvSpec.from_dict(load_yaml(args.env), str(args.env)) if args.env else None
+    results = evaluate_checkpoint(args.checkpoint, env, args.users, args.seed, args.baselines)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        _table(comparison_table(results))
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+
+    import rayrec
+    from rayrec.specs import ALGORITHMS, ENV_IDS
+
+    root = Path.cwd()
+    print(f"rayrec {rayrec.__version__}")
+    print("environments (gymnasium ids): " + ", ".join(i for i in ENV_IDS if i in gym.registry))
+    for folder in ("envs", "policies", "tune"):
+        files = (
+            sorted(p.name for p in (root / folder).glob("*.yaml"))
+            if (root / folder).is_dir()
+            else []
+        )
+        print(f"{folder}/: {', '.join(files) if files else '(none here)'}")
+    print("algorithms: " + ", ".join(ALGORITHMS))
+    print(f"this machine: {os.cpu_count()} CPUs, GPUs: {_gpu_count()}")
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        import ray
+
+        ray.init(address=address, log_to_driver=False)
+        print(f"cluster at {address}: {ray.cluster_resources()}")
+        ray.shutdown()
+    return 0
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:  # torch without CUDA support
+        return 0
+
+
+def _stamp() -> str:
+    import time
+
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    commands = {"train": _cmd_train, "evaluate": _cmd_evaluate, "info": _cmd_info}
+    try:
+        return commands[args.command](args)
+    except SpecError as e:
+        print(f"rayrec: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("rayrec: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

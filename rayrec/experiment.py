@@ -1,0 +1,202 @@
+"""Specs -> RLlib ``AlgorithmConfig``; trained RLModules as evaluation policies.
+
+The policy spec's RLlib sections are applied with as little code as possible: each section
+``name: {key: value}`` becomes ``config.name(key=value, ...)``, after checking every key against
+the parameters of that method (over the algorithm's class hierarchy) and every value's type against
+the config's current default.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from rayrec.envs.observation import Obs
+from rayrec.specs import ALGORITHMS, EnvSpec, PolicySpec, SpecError
+
+__all__ = [
+    "RLLIB_ENV_NAME",
+    "ModulePolicy",
+    "build_config",
+    "make_vector_env",
+    "module_spec",
+    "validate_sections",
+]
+
+RLLIB_ENV_NAME = "rayrec_env"
+
+
+def make_vector_env(env_config: dict[str, Any]) -> gym.vector.VectorEnv:
+    """RLlib env creator: a vectorised rayrec env from ``{"id", "config", "num_envs"}``.
+
+    Runs inside every EnvRunner process, so it imports rayrec itself (that registers the ids).
+    """
+    import rayrec  # noqa: F401
+
+    return gym.make_vec(
+        env_config["id"],
+        num_envs=int(env_config.get("num_envs", 1)),
+        vectorization_mode=gym.VectorizeMode.VECTOR_ENTRY_POINT,
+        **dict(env_config.get("config", {})),
+    )
+
+
+def _algorithm_config_class(algorithm: str) -> type:
+    from ray.rllib.algorithms.registry import ALGORITHMS as RLLIB_ALGORITHMS
+
+    return RLLIB_ALGORITHMS[algorithm]()[1].__class__
+
+
+def _method_params(cls: type, method: str) -> set[str]:
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        fn = klass.__dict__.get(method)
+        if fn is None:
+            continue
+        for p in inspect.signature(fn).parameters.values():
+            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self":
+                names.add(p.name)
+    return names
+
+
+def _type_ok(current: Any, value: Any) -> bool:
+    if current is None or value is None:
+        return True
+    if isinstance(current, bool):
+        return isinstance(value, bool)
+    if isinstance(current, int | float):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(current, str):
+        return isinstance(value, str | int | float)  # some string fields accept numbers ("auto")
+    if isinstance(current, list | tuple):
+        return isinstance(value, list | tuple)
+    if isinstance(current, dict):
+        return isinstance(value, dict)
+    return True
+
+
+# Settings rayrec owns: users change them through the env spec, the model section or flags.
+_RESERVED = {
+    "training": {"model", "learner_class"},
+    "env_runners": {"gym_env_vectorize_mode", "env_to_module_connector", "module_to_env_connector"},
+    "debugging": {"seed"},
+}
+
+
+def validate_sections(policy: PolicySpec, source: str = "policy spec") -> None:
+    """Check every RLlib section key and value type without starting Ray."""
+    cls = _algorithm_config_class(policy.algorithm)
+    defaults = cls()
+    for name, section in policy.sections.items():
+        allowed = _method_params(cls, name) - _RESERVED.get(name, set())
+        for key, value in section.items():
+            if key not in allowed:
+                raise SpecError(
+                    f"{source}: unknown key {name}.{key} for {policy.algorithm}; "
+                    f"known: {', '.join(sorted(allowed))}"
+                )
+            current = getattr(defaults, key, None)
+            if not _type_ok(current, value):
+                raise SpecError(
+                    f"{source}: {name}.{key} must be a {type(current).__name__}, got {value!r}"
+                )
+
+
+def module_spec(policy: PolicySpec) -> Any:
+    """The RLModuleSpec of the rayrec module family the algorithm uses."""
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    from rayrec.models import CandidatePolicyModule
+
+    family = ALGORITHMS[policy.algorithm]
+    classes = {"policy": CandidatePolicyModule}
+    model = {
+        "encoder": policy.model.encoder,
+        "hidden": policy.model.hidden,
+        "scorer": policy.model.scorer,
+        "value_hidden": policy.model.value_hidden,
+    }
+    return RLModuleSpec(module_class=classes[family], model_config=model)
+
+
+def build_config(env: EnvSpec, policy: PolicySpec, seed: int = 0) -> Any:
+    """The RLlib AlgorithmConfig for ``env`` x ``policy`` (seeded)."""
+    from ray.tune.registry import register_env
+
+    validate_sections(policy)
+    register_env(RLLIB_ENV_NAME, make_vector_env)
+    config = _algorithm_config_class(policy.algorithm)()
+    config.environment(RLLIB_ENV_NAME, env_config=env.to_dict())
+    config.env_runners(gym_env_vectorize_mode=gym.VectorizeMode.VECTOR_ENTRY_POINT)
+    for name, section in policy.sections.items():
+        if section:
+            try:
+                getattr(config, name)(**section)
+            except (TypeError, ValueError) as e:
+                raise SpecError(f"policy spec: section {name}: {e}") from e
+    config.rl_module(rl_module_spec=module_spec(policy))
+    config.debugging(seed=seed)
+    try:
+        config.validate()
+    except (TypeError, ValueError) as e:
+        raise SpecError(f"policy spec: RLlib rejected the configuration: {e}") from e
+    return config
+
+
+class ModulePolicy:
+    """A trained RLModule as an evaluation policy (greedy over its masked scores)."""
+
+    def __init__(self, module: Any, name: str = "policy", greedy: bool = True, seed: int = 0):
+        import torch
+
+        self.module = module
+        self.name = name
+        self.greedy = greedy
+        self._torch = torch
+        self._generator = torch.Generator().manual_seed(seed)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **kwargs: Any) -> ModulePolicy:
+        """Load only the RLModule (no Algorithm, no env runners) from an algorithm checkpoint."""
+        from ray.rllib.core.rl_module.rl_module import RLModule
+
+        path = Path(path)
+        candidates = [
+            path / "learner_group" / "learner" / "rl_module" / "default_policy",
+            path / "rl_module" / "default_policy",
+            path,
+        ]
+        for candidate in candidates:
+            if (candidate / "module_state.pkl").exists() or (candidate / "module_state").exists():
+                module = RLModule.from_checkpoint(candidate)
+                module.eval()
+                return cls(module, **kwargs)
+        raise SpecError(f"{path}: not an rayrec/RLlib checkpoint (no RLModule state found)")
+
+    def scores(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """(B, M) masked logits of the module for a batched observation."""
+        torch = self._torch
+        from ray.rllib.core.columns import Columns
+
+        batch = {
+            Columns.OBS: {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in obs.items()}
+        }
+        with torch.no_grad():
+            out = self.module.forward_inference(batch)
+        return out[Columns.ACTION_DIST_INPUTS].numpy()
+
+    def act(self, obs: dict[str, np.ndarray], sim: Any) -> np.ndarray:
+        from rayrec.evaluation import top_k_valid
+
+        logits = self.scores(obs)
+        k = sim.config.slate_size
+        if self.greedy:
+            return top_k_valid(logits, obs[Obs.ACTION_MASK], k)
+        torch = self._torch
+        probs = torch.softmax(torch.from_numpy(logits), dim=-1)
+        picks = torch.multinomial(probs, k, replacement=False, generator=self._generator)
+        return picks.numpy()

@@ -1,0 +1,59 @@
+"""Policy + value RLModule for the policy-gradient family (PPO, APPO, IMPALA)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
+from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
+from ray.rllib.utils.annotations import override
+from torch import nn
+
+from rayrec.envs.observation import Obs
+from rayrec.models.towers import ModelConfig, RecommenderTowers, masked_logits
+
+__all__ = ["CandidatePolicyModule"]
+
+
+class CandidatePolicyModule(TorchRLModule, ValueFunctionAPI):
+    """Scores the M candidates of each observation; logits (B, M) feed a categorical.
+
+    ``model_config`` holds the fields of :class:`rayrec.models.towers.ModelConfig`. Masked candidates
+    get logit -1e9 (probability 0), so they are never sampled.
+    """
+
+    @override(TorchRLModule)
+    def setup(self) -> None:
+        self.rayrec_config = ModelConfig.from_module_config(self.model_config)
+        self.towers = RecommenderTowers(self.observation_space, self.rayrec_config)
+        if not self.inference_only:
+            hidden = self.rayrec_config.value_hidden
+            self.value_head = nn.Sequential(
+                nn.Linear(2 * self.towers.out_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+            )
+
+    def _scores(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        user, items, scores = self.towers(obs)
+        mask = obs[Obs.ACTION_MASK]
+        embedding = torch.cat([user, RecommenderTowers.pooled_items(items, mask)], dim=-1)
+        return masked_logits(scores, mask), embedding
+
+    @override(TorchRLModule)
+    def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        logits, _ = self._scores(batch[Columns.OBS])
+        return {Columns.ACTION_DIST_INPUTS: logits}
+
+    @override(TorchRLModule)
+    def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        logits, embedding = self._scores(batch[Columns.OBS])
+        return {Columns.ACTION_DIST_INPUTS: logits, Columns.EMBEDDINGS: embedding}
+
+    @override(ValueFunctionAPI)
+    def compute_values(
+        self, batch: dict[str, Any], embeddings: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if embeddings is None:
+            _, embeddings = self._scores(batch[Columns.OBS])
+        return self.value_head(embeddings).squeeze(-1)

@@ -1,0 +1,427 @@
+"""Training runs: the run folder, the training loop, checkpoints, resume, evaluation and results.
+
+Run folder layout (documented in the README)::
+
+    RUN/spec.yaml            resolved env + policy + run options; the run can be rebuilt from it
+    RUN/metrics.jsonl        one JSON line per training iteration
+    RUN/checkpoints/latest   last periodic checkpoint (RLlib Algorithm checkpoint)
+    RUN/checkpoints/best     checkpoint with the best training return so far
+    RUN/checkpoints/final    checkpoint at the end of training
+    RUN/tensorboard/         TensorBoard event files
+    RUN/learning_curve.png   mean episode return over env steps
+    RUN/results.json         {"policy": metrics, "baselines": {name: metrics}, ...}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rayrec.keys import Metrics
+from rayrec.specs import EnvSpec, PolicySpec, SpecError
+
+__all__ = [
+    "DEFAULT_BASELINES",
+    "RunOptions",
+    "atomic_write_text",
+    "evaluate_checkpoint",
+    "load_run_spec",
+    "train",
+]
+
+DEFAULT_BASELINES = ("random", "popular", "greedy")
+SPEC_FILE = "spec.yaml"
+METRICS_FILE = "metrics.jsonl"
+RESULTS_FILE = "results.json"
+
+
+@dataclass
+class RunOptions:
+    """How long to train and where; command-line flags override the policy spec's ``stop``."""
+
+    out: Path
+    seed: int = 0
+    iterations: int | None = None
+    time_budget: float | None = None
+    stop_return: float | None = None
+    checkpoint_every: int = 5
+    eval_users: int = 1000
+    eval_seed: int = 12345
+    baselines: tuple[str, ...] = DEFAULT_BASELINES
+    address: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "iterations": self.iterations,
+            "time_budget": self.time_budget,
+            "stop_return": self.stop_return,
+            "checkpoint_every": self.checkpoint_every,
+            "eval_users": self.eval_users,
+            "eval_seed": self.eval_seed,
+            "baselines": list(self.baselines),
+        }
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and a rename: never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _swap_dir(tmp: Path, target: Path) -> None:
+    """Replace directory ``target`` by ``tmp``; a crash leaves ``target`` or ``target.old``."""
+    old = target.with_name(target.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _existing_checkpoint(run: Path, name: str = "latest") -> Path | None:
+    for candidate in (run / "checkpoints" / name, run / "checkpoints" / f"{name}.old"):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def load_run_spec(run: Path) -> tuple[EnvSpec, PolicySpec, dict[str, Any]]:
+    """Rebuild the env spec, policy spec and run options saved in a run folder."""
+    from rayrec.specs import load_yaml
+
+    data = load_yaml(run / SPEC_FILE)
+    for key in ("env", "policy"):
+        if not isinstance(data.get(key), dict):
+            raise SpecError(f"{run / SPEC_FILE}: missing section {key!r}")
+    env = EnvSpec.from_dict(data["env"], f"{run / SPEC_FILE} (env)")
+    policy = PolicySpec.from_dict(data["policy"], f"{run / SPEC_FILE} (policy)")
+    return env, policy, dict(data.get("run") or {})
+
+
+def find_run_dir(checkpoint: Path) -> Path | None:
+    """The run folder a checkpoint lives in (the nearest parent holding spec.yaml)."""
+    for parent in (checkpoint, *checkpoint.parents):
+        if (parent / SPEC_FILE).is_file():
+            return parent
+    return None
+
+
+class _Progress:
+    """A live progress bar on a terminal, plain lines elsewhere (CI logs)."""
+
+    def __init__(self, total: int | None, budget: float | None, quiet: bool) -> None:
+        self.total, self.budget, self.quiet = total, budget, quiet
+        self.tty = sys.stderr.isatty() and not quiet
+        self._bar = None
+        if self.tty:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(
+                TextColumn("iter {task.completed:>4}"),
+                BarColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeRemainingColumn(),
+                transient=False,
+            )
+            self._task = self._bar.add_task("train", total=total, info="")
+            self._bar.start()
+
+    def update(self, iteration: int, row: dict[str, Any], elapsed: float) -> None:
+        ret = row.get("episode_return_mean")
+        info = (
+            f"steps {row['env_steps']:>9,}  return {ret if ret is None else round(ret, 2)!s:>7}"
+            f"  {row['env_steps_per_s']:,.0f} steps/s"
+        )
+        if self.budget:
+            info += f"  {elapsed:,.0f}/{self.budget:,.0f}s"
+        if self._bar is not None:
+            self._bar.update(self._task, completed=iteration, info=info)
+        elif not self.quiet:
+            sys.stderr.write(f"iter {iteration:>4}  {info}\n")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _metrics_row(result: dict[str, Any], iteration: int, seconds: float, steps0: int) -> dict:
+    runners = result.get("env_runners", {})
+    steps = int(runners.get("num_env_steps_sampled_lifetime", 0) or 0)
+    learners = result.get("learners", {}).get("default_policy", {})
+    ret = runners.get("episode_return_mean")
+    return {
+        "iteration": iteration,
+        "env_steps": steps,
+        "episode_return_mean": None if ret is None or math.isnan(ret) else float(ret),
+        "episode_len_mean": runners.get("episode_len_mean"),
+        "num_episodes": runners.get("num_episodes"),
+        "env_steps_per_s": (steps - steps0) / max(seconds, 1e-9),
+        "time_total_s": result.get("time_total_s"),
+        **{
+            f"train/{k}": float(v)
+            for k, v in learners.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        },
+    }
+
+
+def _iterate(
+    algo: Any, options: RunOptions, start_iteration: int, t0: float
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    iteration = start_iteration
+    while True:
+        if options.iterations is not None and iteration >= options.iterations:
+            return
+        if options.time_budget is not None and time.time() - t0 >= options.time_budget:
+            return
+        yield iteration + 1, algo.train()
+        iteration += 1
+
+
+def train(
+    env: EnvSpec,
+    policy: PolicySpec,
+    options: RunOptions,
+    *,
+    resume: bool = False,
+    quiet: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``policy`` on ``env`` into ``options.out``; returns the results dict.
+
+    With ``resume`` the run continues from ``out/checkpoints/latest`` (iteration count and env
+    steps carry on) using the spec saved in the folder.
+    """
+    import ray
+
+    from rayrec.experiment import build_config
+
+    log = log or (lambda msg: None if quiet else sys.stderr.write(msg + "\n"))
+    run = Path(options.out)
+    latest = _existing_checkpoint(run) if resume else None
+    if resume and latest is None:
+        raise SpecError(f"--resume: {run} has no checkpoint to resume from")
+    if not resume and (run / SPEC_FILE).exists():
+        raise SpecError(f"{run} already holds a run; use --resume or another --out")
+    config = build_config(env, policy, seed=options.seed)
+    run.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "env": env.to_dict(),
+        "policy": policy.to_dict(),
+        "run": options.to_dict(),
+        "versions": _versions(),
+    }
+    atomic_write_text(run / SPEC_FILE, yaml.safe_dump(spec, sort_keys=False))
+
+    started_ray = False
+    if not ray.is_initialized():
+        if options.address:
+            ray.init(address=options.address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        started_ray = True
+    try:
+        algo = config.build_algo()
+        start_iteration = 0
+        if latest is not None:
+            algo.restore_from_path(str(latest.resolve()))
+            start_iteration = int(algo.iteration)
+            log(f"resumed {run} at iteration {start_iteration}")
+        results = _train_loop(algo, run, options, start_iteration, quiet, log)
+        algo.stop()
+    finally:
+        if started_ray:
+            ray.shutdown()
+    return results
+
+
+def _train_loop(
+    algo: Any,
+    run: Path,
+    options: RunOptions,
+    start_iteration: int,
+    quiet: bool,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    from tensorboardX import SummaryWriter
+
+    from rayrec.experiment import ModulePolicy
+
+    ckpt_dir = run / "checkpoints"
+    ckpt_dir.mkdir(exist_ok=True)
+    best_file = ckpt_dir / "best.json"
+    best = json.loads(best_file.read_text())["return"] if best_file.exists() else -math.inf
+    writer = SummaryWriter(str(run / "tensorboard"))
+    progress = _Progress(options.iterations, options.time_budget, quiet)
+    t0 = time.time()
+    last_t, last_steps = t0, None
+    row: dict[str, Any] = {}
+    try:
+        with (run / METRICS_FILE).open("a") as metrics:
+            for iteration, result in _iterate(algo, options, start_iteration, t0):
+                now = time.time()
+                steps_now = int(
+                    result.get("env_runners", {}).get("num_env_steps_sampled_lifetime", 0)
+                )
+                row = _metrics_row(result, iteration, now - last_t, last_steps or 0)
+                if last_steps is None:
+                    row["env_steps_per_s"] = None
+                last_t, last_steps = now, steps_now
+                metrics.write(json.dumps(row) + "\n")
+                metrics.flush()
+                for key, value in row.items():
+                    if (
+                        isinstance(value, int | float)
+                        and math.isfinite(value)
+                        and key != "iteration"
+                    ):
+                        writer.add_scalar(key if "/" in key else f"env/{key}", value, iteration)
+                progress.update(
+                    iteration, {**row, "env_steps_per_s": row["env_steps_per_s"] or 0}, now - t0
+                )
+                ret = row["episode_return_mean"]
+                if ret is not None and ret > best:
+                    best = ret
+                    _save(algo, ckpt_dir, "best")
+                    atomic_write_text(
+                        best_file, json.dumps({"return": best, "iteration": iteration})
+                    )
+                if iteration % options.checkpoint_every == 0:
+                    _save(algo, ckpt_dir, "latest")
+                if (
+                    options.stop_return is not None
+                    and ret is not None
+                    and ret >= options.stop_return
+                ):
+                    break
+    finally:
+        progress.close()
+        writer.close()
+    _save(algo, ckpt_dir, "latest")
+    _save(algo, ckpt_dir, "final")
+    log(f"trained to iteration {algo.iteration}; evaluating over {options.eval_users} users")
+    _plot_curve(run)
+    module = algo.get_module()
+    policy = ModulePolicy(module, name=algo.config.algo_class.__name__)
+    env_spec, _, _ = load_run_spec(run)
+    results = compare(policy, env_spec, options.eval_users, options.eval_seed, options.baselines)
+    results["training"] = {
+        "iterations": int(algo.iteration),
+        "env_steps": row.get("env_steps"),
+        "wall_time_s": round(time.time() - t0, 1),
+        "best_train_return": None if best == -math.inf else best,
+    }
+    atomic_write_text(run / RESULTS_FILE, json.dumps(results, indent=2))
+    return results
+
+
+def _save(algo: Any, ckpt_dir: Path, name: str) -> None:
+    tmp = ckpt_dir / f".{name}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    algo.save_to_path(str(tmp.resolve()))
+    _swap_dir(tmp, ckpt_dir / name)
+
+
+def compare(
+    policy: Any, env: EnvSpec, users: int, seed: int, baselines: tuple[str, ...]
+) -> dict[str, Any]:
+    """Evaluate ``policy`` and the named baselines on the same users (same seed)."""
+    from rayrec.evaluation import evaluate, make_baseline
+
+    out: dict[str, Any] = {
+        "policy": evaluate(policy, env.config, users=users, seed=seed),
+        "baselines": {},
+        "evaluation": {"users": users, "seed": seed},
+    }
+    for name in baselines:
+        out["baselines"][name] = evaluate(make_baseline(name), env.config, users=users, seed=seed)
+    return out
+
+
+def evaluate_checkpoint(
+    checkpoint: Path,
+    env: EnvSpec | None,
+    users: int,
+    seed: int,
+    baselines: tuple[str, ...],
+) -> dict[str, Any]:
+    """Load the RLModule of ``checkpoint`` alone and compare it with baselines."""
+    from rayrec.experiment import ModulePolicy
+
+    if not checkpoint.exists():
+        raise SpecError(f"--checkpoint {checkpoint}: no such directory")
+    if env is None:
+        run = find_run_dir(checkpoint)
+        if run is None:
+            raise SpecError(f"--checkpoint {checkpoint}: no spec.yaml above it; pass --env")
+        env, _, _ = load_run_spec(run)
+    policy = ModulePolicy.from_checkpoint(checkpoint)
+    return compare(policy, env, users, seed, baselines)
+
+
+def comparison_table(results: dict[str, Any]) -> list[list[str]]:
+    """Rows (header first) of the policy-vs-baselines table."""
+    header = ["policy", "return (95% CI)", "clicks", "session len", "sessions/user", "coverage"]
+    rows = [header]
+    entries = [("trained", results["policy"]), *results["baselines"].items()]
+    for name, m in entries:
+        rows.append(
+            [
+                name,
+                f"{m[Metrics.RETURN_MEAN]:.2f} ± {m[Metrics.RETURN_CI95]:.2f}",
+                f"{m[Metrics.CLICKS_MEAN]:.2f}",
+                f"{m[Metrics.SESSION_LENGTH_MEAN]:.1f}",
+                f"{m[Metrics.SESSIONS_PER_USER]:.2f}",
+                f"{m[Metrics.COVERAGE]:.3f}",
+            ]
+        )
+    return rows
+
+
+def _plot_curve(run: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in (run / METRICS_FILE).read_text().splitlines() if line]
+    xs = [r["env_steps"] for r in rows if r.get("episode_return_mean") is not None]
+    ys = [r["episode_return_mean"] for r in rows if r.get("episode_return_mean") is not None]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(xs, ys)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("mean episode return (training)")
+    ax.set_title(run.name)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = run / ".learning_curve.tmp.png"
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, run / "learning_curve.png")
+
+
+def _versions() -> dict[str, str]:
+    import ray
+    import torch
+
+    import rayrec
+
+    return {"rayrec": rayrec.__version__, "ray": ray.__version__, "torch": str(torch.__version__)}

@@ -1,0 +1,227 @@
+"""Experiment specs as data: environment specs (``envs/*.yaml``) and policy specs (``policies/*.yaml``).
+
+Everything here is Ray-free and runs before Ray starts, so a wrong spec fails in a fraction of a
+second with one line naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rayrec.envs import SESSION_ENV_ID
+from rayrec.models.towers import ModelConfig
+from rayrec.sim import SimConfig
+
+__all__ = [
+    "ALGORITHMS",
+    "ENV_IDS",
+    "RLLIB_SECTIONS",
+    "EnvSpec",
+    "PolicySpec",
+    "SpecError",
+    "apply_overrides",
+    "load_yaml",
+    "parse_override",
+]
+
+ENV_IDS = (SESSION_ENV_ID,)
+# Algorithm name -> the rayrec RLModule family it uses by default.
+ALGORITHMS = {"PPO": "policy"}
+# Sections of a policy spec that map one-to-one onto AlgorithmConfig methods of the same name.
+RLLIB_SECTIONS = (
+    "env_runners",
+    "training",
+    "learners",
+    "resources",
+    "fault_tolerance",
+    "reporting",
+    "debugging",
+)
+_POLICY_KEYS = {"algorithm", "description", "model", "stop", "evaluation", *RLLIB_SECTIONS}
+_STOP_KEYS = {"iterations": int, "time_budget": float, "return": float}
+_EVAL_KEYS = {"users": int, "seed": int, "baselines": list}
+
+
+class SpecError(ValueError):
+    """A spec or command-line problem; the CLI prints it as one line and exits with code 2."""
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with errors that name the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(f"{p}: no such file")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise SpecError(f"{p}: not valid YAML{where}") from e
+    if not isinstance(data, dict):
+        raise SpecError(f"{p}: must hold a mapping of keys to values")
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``section.key=value`` -> (["section", "key"], value parsed as a YAML scalar)."""
+    if "=" not in text:
+        raise SpecError(f"--set {text!r}: expected KEY=VALUE, e.g. training.lr=0.0005")
+    key, raw = text.split("=", 1)
+    path = key.strip().split(".")
+    if not all(path):
+        raise SpecError(f"--set {text!r}: empty part in key {key!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise SpecError(f"--set {text!r}: value is not valid YAML") from e
+    return path, value
+
+
+def apply_overrides(
+    env: dict[str, Any], policy: dict[str, Any], overrides: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Apply ``--set`` overrides: ``env.FIELD=V`` sets a simulator field, anything else the policy."""
+    env, policy = copy.deepcopy(env), copy.deepcopy(policy)
+    for text in overrides:
+        path, value = parse_override(text)
+        if path[0] == "env":
+            if len(path) != 2:
+                raise SpecError(f"--set {text!r}: use env.FIELD=VALUE (a simulator field)")
+            env.setdefault("config", {})[path[1]] = value
+            continue
+        node = policy
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise SpecError(f"--set {text!r}: {part!r} is not a section")
+            node = child
+        node[path[-1]] = value
+    return env, policy
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """An environment spec: a registered id and the simulator configuration."""
+
+    id: str
+    config: SimConfig
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "env spec") -> EnvSpec:
+        unknown = sorted(set(data) - {"id", "config", "description"})
+        if unknown:
+            raise SpecError(f"{source}: unknown key(s) {', '.join(unknown)}; known: id, config")
+        env_id = data.get("id", SESSION_ENV_ID)
+        if env_id not in ENV_IDS:
+            raise SpecError(f"{source}: unknown env id {env_id!r}; known: {', '.join(ENV_IDS)}")
+        config = data.get("config") or {}
+        if not isinstance(config, dict):
+            raise SpecError(f"{source}: 'config' must be a mapping of simulator fields")
+        try:
+            sim = SimConfig.from_dict(config)
+        except (TypeError, ValueError) as e:
+            raise SpecError(f"{source}: {e}") from e
+        return cls(id=env_id, config=sim)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "config": self.config.to_dict()}
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A policy spec: an RLlib algorithm, rayrec's model fields and RLlib config sections."""
+
+    algorithm: str
+    model: ModelConfig
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stop: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "policy spec") -> PolicySpec:
+        unknown = sorted(set(data) - _POLICY_KEYS)
+        if unknown:
+            raise SpecError(
+                f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_POLICY_KEYS))}"
+            )
+        algorithm = data.get("algorithm")
+        if algorithm not in ALGORITHMS:
+            raise SpecError(
+                f"{source}: unknown algorithm {algorithm!r}; supported: {', '.join(ALGORITHMS)}"
+            )
+        model = data.get("model") or {}
+        if not isinstance(model, dict):
+            raise SpecError(f"{source}: 'model' must be a mapping")
+        try:
+            model_config = ModelConfig.from_dict(model)
+        except (TypeError, ValueError) as e:
+            raise SpecError(f"{source}: {e}") from e
+        sections = {}
+        for name in RLLIB_SECTIONS:
+            section = data.get(name) or {}
+            if not isinstance(section, dict):
+                raise SpecError(f"{source}: section {name!r} must be a mapping")
+            sections[name] = section
+        stop = _typed_section(data.get("stop"), _STOP_KEYS, "stop", source)
+        for key in ("iterations", "time_budget"):
+            if key in stop and stop[key] is not None and stop[key] <= 0:
+                raise SpecError(f"{source}: stop.{key} ({stop[key]}) must be > 0")
+        evaluation = _typed_section(data.get("evaluation"), _EVAL_KEYS, "evaluation", source)
+        if evaluation.get("users", 2) < 2:
+            raise SpecError(f"{source}: evaluation.users must be >= 2")
+        return cls(
+            algorithm=algorithm,
+            model=model_config,
+            sections=sections,
+            stop=stop,
+            evaluation=evaluation,
+            description=str(data.get("description", "")),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"algorithm": self.algorithm}
+        if self.description:
+            out["description"] = self.description
+        out["model"] = {
+            "encoder": self.model.encoder,
+            "hidden": self.model.hidden,
+            "scorer": self.model.scorer,
+            "value_hidden": self.model.value_hidden,
+        }
+        out.update({name: dict(v) for name, v in self.sections.items() if v})
+        if self.stop:
+            out["stop"] = dict(self.stop)
+        if self.evaluation:
+            out["evaluation"] = dict(self.evaluation)
+        return out
+
+
+def _typed_section(section: Any, types: dict[str, type], name: str, source: str) -> dict[str, Any]:
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise SpecError(f"{source}: '{name}' must be a mapping")
+    out = {}
+    for key, value in section.items():
+        if key not in types:
+            raise SpecError(
+                f"{source}: unknown key {name}.{key}; known: {', '.join(sorted(types))}"
+            )
+        want = types[key]
+        if value is None:
+            out[key] = None
+            continue
+        ok = (
+            isinstance(value, want) or (want is float and isinstance(value, int))
+        ) and not isinstance(value, bool)
+        if not ok or (isinstance(value, float) and not math.isfinite(value)):
+            raise SpecError(f"{source}: {name}.{key} must be a {want.__name__}, got {value!r}")
+        out[key] = float(value) if want is float else value
+    return out

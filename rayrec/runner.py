@@ -243,6 +243,7 @@ def train(
         if latest is not None:
             algo.restore_from_path(str(latest.resolve()))
             start_iteration = int(algo.iteration)
+            _truncate_metrics(run / METRICS_FILE, start_iteration)
             log(f"resumed {run} at iteration {start_iteration}")
         results = _train_loop(algo, run, options, start_iteration, quiet, log)
         algo.stop()
@@ -330,6 +331,18 @@ def _train_loop(
     }
     atomic_write_text(run / RESULTS_FILE, json.dumps(results, indent=2))
     return results
+
+
+def _truncate_metrics(path: Path, iteration: int) -> None:
+    """Drop log lines past the restored checkpoint: they are about to be trained again."""
+    if not path.exists():
+        return
+    keep = [
+        line
+        for line in path.read_text().splitlines()
+        if line.strip() and json.loads(line).get("iteration", 0) <= iteration
+    ]
+    atomic_write_text(path, "".join(line + "\n" for line in keep))
 
 
 def _save(algo: Any, ckpt_dir: Path, name: str) -> None:

@@ -36,7 +36,7 @@ class SessionVectorEnv(VectorEnv):
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP}  # noqa: RUF012
 
     def __init__(self, num_envs: int = 1, seed: int | None = None, **config: Any) -> None:
-        self.config = config if isinstance(config, SimConfig) else SimConfig.from_dict(config)
+        self.config = SimConfig.from_dict(config)
         self.num_envs = num_envs
         self.sim = SessionSimulator(self.config, num_envs, seed=seed)
         self._default_seed = seed

@@ -19,6 +19,11 @@ __all__ = [
 ]
 
 
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Logistic function without overflow for any finite input."""
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
 def examination(slate_size: int, position_bias: float) -> np.ndarray:
     """(k,) probability that a user examines slot i: (1 + i) ** -position_bias."""
     return (1.0 + np.arange(slate_size, dtype=np.float32)) ** np.float32(-position_bias)
@@ -46,14 +51,15 @@ class MultinomialLogitChoice:
         z = utility - self.no_click_utility + self.log_exam
         # Stable softmax with the no-click logit fixed at 0.
         top = np.maximum(np.max(np.where(shown, z, -np.inf), axis=1, keepdims=True), 0.0)
-        e = np.where(shown, np.exp(z - top), 0.0)
+        e = np.where(shown, np.exp(np.minimum(z - top, 0.0)), 0.0)
         return (e / (np.exp(-top) + e.sum(axis=1, keepdims=True))).astype(np.float32)
 
 
 class CascadeChoice:
     """Cascade model: the user scans slots top-down and stops at the first click.
 
-    P(click i) = exam_i * c_i * prod_{j<i} (1 - c_j), with c_i = sigmoid(v_i - v_0).
+    P(click i) = e_i c_i prod_{j<i} (1 - e_j c_j), with c_i = sigmoid(v_i - v_0) and e_i the
+    examination probability of slot i: an unexamined slot is passed over, not a reason to stop.
     """
 
     def __init__(self, no_click_utility: float, slate_size: int, position_bias: float) -> None:
@@ -61,7 +67,7 @@ class CascadeChoice:
         self.exam = examination(slate_size, position_bias)
 
     def probabilities(self, utility: np.ndarray, shown: np.ndarray) -> np.ndarray:
-        attract = np.where(shown, 1.0 / (1.0 + np.exp(self.no_click_utility - utility)), 0.0)
+        attract = np.where(shown, sigmoid(utility - self.no_click_utility), 0.0)
         attract = attract * self.exam
         survive = np.cumprod(1.0 - attract, axis=1)
         before = np.concatenate([np.ones_like(survive[:, :1]), survive[:, :-1]], axis=1)

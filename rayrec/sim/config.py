@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 __all__ = [
     "CHOICE_MODELS",
     "NUM_CANDIDATE_SCALARS",
@@ -176,6 +178,10 @@ class SimConfig:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if isinstance(value, np.generic):
+                # NumPy scalars (from Tune search spaces, say) count as the Python number they hold.
+                value = value.item()
+                object.__setattr__(self, f.name, value)
             bounds = f.metadata.get("range")
             if bounds is None:
                 continue

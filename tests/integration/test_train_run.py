@@ -1,0 +1,180 @@
+"""`rayrec train` end to end on local Ray: run folder, evaluate from checkpoint, kill and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rayrec.cli import main
+from rayrec.keys import Metrics
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = str(ROOT / "envs" / "session.yaml")
+PPO = str(ROOT / "policies" / "ppo.yaml")
+# Small iterations so an integration test takes seconds, not minutes.
+FAST = [
+    "--set",
+    "env_runners.num_envs_per_env_runner=16",
+    "--set",
+    "training.train_batch_size_per_learner=512",
+    "--set",
+    "training.minibatch_size=128",
+    "--set",
+    "training.num_epochs=1",
+]
+
+
+@pytest.fixture(scope="module")
+def trained_run(ray_session, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "ppo"
+    code = main(
+        [
+            "train",
+            "--env",
+            ENV,
+            "--policy",
+            PPO,
+            "--iterations",
+            "2",
+            "--out",
+            str(out),
+            "--eval-users",
+            "200",
+            "--checkpoint-every",
+            "1",
+            "--quiet",
+            *FAST,
+        ]
+    )
+    assert code == 0
+    return out
+
+
+def test_run_folder_layout(trained_run):
+    for name in ("spec.yaml", "metrics.jsonl", "learning_curve.png", "results.json"):
+        assert (trained_run / name).is_file(), name
+    for name in ("latest", "best", "final"):
+        assert (trained_run / "checkpoints" / name / "rllib_checkpoint.json").is_file(), name
+    assert any((trained_run / "tensorboard").iterdir())
+    rows = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [1, 2]
+    assert rows[1]["env_steps"] > rows[0]["env_steps"] > 0
+
+
+def test_results_json_contract(trained_run):
+    results = json.loads((trained_run / "results.json").read_text())
+    assert set(results["baselines"]) == {"random", "popular", "greedy"}
+    for metrics in [results["policy"], *results["baselines"].values()]:
+        for key in Metrics.REQUIRED:
+            assert isinstance(metrics[key], float), key
+        assert metrics[Metrics.USERS] == 200
+    assert results["training"]["iterations"] == 2
+
+
+def test_spec_saved_rebuilds_the_run(trained_run):
+    from rayrec.experiment import build_config
+    from rayrec.runner import load_run_spec
+
+    env, policy, run = load_run_spec(trained_run)
+    assert env.config.num_candidates == 20
+    assert policy.sections["training"]["train_batch_size_per_learner"] == 512
+    assert run["seed"] == 0
+    config = build_config(env, policy, seed=run["seed"])
+    assert config.train_batch_size_per_learner == 512
+
+
+def test_evaluate_reproduces_the_table(trained_run, capsys):
+    capsys.readouterr()
+    code = main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(trained_run / "checkpoints" / "final"),
+            "--users",
+            "200",
+            "--json",
+        ]
+    )
+    assert code == 0
+    again = json.loads(capsys.readouterr().out)
+    saved = json.loads((trained_run / "results.json").read_text())
+    assert again["policy"] == saved["policy"]
+    assert again["baselines"] == saved["baselines"]
+
+
+def test_killed_run_resumes_from_last_checkpoint(ray_session, tmp_path):
+    out = tmp_path / "killed"
+    cmd = [
+        sys.executable,
+        "-m",
+        "rayrec.cli",
+        "train",
+        "--env",
+        ENV,
+        "--policy",
+        PPO,
+        "--iterations",
+        "40",
+        "--checkpoint-every",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+        *FAST,
+    ]
+    proc = subprocess.Popen(
+        cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:
+            lines = metrics.read_text().splitlines() if metrics.exists() else []
+            if len(lines) >= 3 and (out / "checkpoints" / "latest").is_dir():
+                break
+            assert proc.poll() is None, "training ended before it could be killed"
+            time.sleep(0.5)
+        else:
+            pytest.fail("training did not reach 3 iterations in time")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    ckpt = out / "checkpoints" / "latest"
+    if not ckpt.is_dir():
+        ckpt = out / "checkpoints" / "latest.old"
+    state = json.loads((ckpt / "rllib_checkpoint.json").read_text())
+    assert state  # a complete checkpoint survived the kill
+    before = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    assert not (out / "results.json").exists()
+
+    code = main(
+        [
+            "train",
+            "--out",
+            str(out),
+            "--resume",
+            "--iterations",
+            str(len(before) + 1),
+            "--eval-users",
+            "50",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    after = [json.loads(line) for line in metrics.read_text().splitlines()]
+    iterations = [r["iteration"] for r in after]
+    assert iterations == list(range(1, len(before) + 2)), iterations
+    # The resumed iterations carry on from the checkpoint: env steps keep growing.
+    steps = [r["env_steps"] for r in after]
+    assert steps == sorted(steps) and steps[-1] > before[-1]["env_steps"] * 0.9
+    results = json.loads((out / "results.json").read_text())
+    assert results["training"]["iterations"] == len(before) + 1

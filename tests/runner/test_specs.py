@@ -1,0 +1,57 @@
+"""Specs as data: loading, overrides, resolution and round trips (no Ray)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rayrec.experiment import validate_sections
+from rayrec.specs import EnvSpec, PolicySpec, SpecError, apply_overrides, load_yaml, parse_override
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "envs").glob("*.yaml")), ids=lambda p: p.name)
+def test_env_presets_are_valid(path):
+    spec = EnvSpec.from_dict(load_yaml(path), str(path))
+    assert spec.id == "rayrec/Session-v0"
+    assert EnvSpec.from_dict(spec.to_dict()) == spec
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "policies").glob("*.yaml")), ids=lambda p: p.name)
+def test_policy_presets_are_valid(path):
+    spec = PolicySpec.from_dict(load_yaml(path), str(path))
+    validate_sections(spec, str(path))
+    assert PolicySpec.from_dict(spec.to_dict()) == spec
+
+
+def test_overrides_reach_env_and_policy():
+    env, policy = apply_overrides(
+        {"id": "rayrec/Session-v0", "config": {"num_items": 100}},
+        {"algorithm": "PPO"},
+        ["env.num_items=200", "training.lr=0.0005", "model.encoder=gru", "stop.iterations=3"],
+    )
+    assert env["config"]["num_items"] == 200
+    assert policy["training"]["lr"] == 0.0005
+    assert policy["model"]["encoder"] == "gru"
+    spec = PolicySpec.from_dict(policy)
+    assert spec.model.encoder == "gru" and spec.stop["iterations"] == 3
+
+
+def test_override_values_are_yaml_typed():
+    assert parse_override("a.b=3") == (["a", "b"], 3)
+    assert parse_override("a.b=3.5") == (["a", "b"], 3.5)
+    assert parse_override("a.b=true") == (["a", "b"], True)
+    assert parse_override("a.b=[1, 2]") == (["a", "b"], [1, 2])
+
+
+def test_override_into_a_scalar_is_rejected():
+    with pytest.raises(SpecError, match="not a section"):
+        apply_overrides({}, {"algorithm": "PPO", "training": 3}, ["training.lr=1"])
+
+
+def test_reserved_rllib_keys_are_rejected():
+    spec = PolicySpec.from_dict({"algorithm": "PPO", "debugging": {"seed": 3}})
+    with pytest.raises(SpecError, match=r"unknown key debugging\.seed"):
+        validate_sections(spec)

@@ -2,13 +2,18 @@
 
 from rayrec.models.encoders import ENCODERS, make_encoder
 from rayrec.models.policy_module import CandidatePolicyModule
+from rayrec.models.q_module import CandidateQModule
+from rayrec.models.slate import PlackettLuce, plackett_luce
 from rayrec.models.towers import ModelConfig, RecommenderTowers, masked_logits
 
 __all__ = [
     "ENCODERS",
     "CandidatePolicyModule",
+    "CandidateQModule",
     "ModelConfig",
+    "PlackettLuce",
     "RecommenderTowers",
     "make_encoder",
     "masked_logits",
+    "plackett_luce",
 ]

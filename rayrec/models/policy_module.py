@@ -4,28 +4,53 @@ from __future__ import annotations
 
 from typing import Any
 
+import gymnasium as gym
 import torch
 from ray.rllib.core.columns import Columns
+from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical
 from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.utils.annotations import override
 from torch import nn
 
 from rayrec.envs.observation import Obs
+from rayrec.models.slate import plackett_luce
 from rayrec.models.towers import ModelConfig, RecommenderTowers, masked_logits
 
 __all__ = ["CandidatePolicyModule"]
 
 
 class CandidatePolicyModule(TorchRLModule, ValueFunctionAPI):
-    """Scores the M candidates of each observation; logits (B, M) feed a categorical.
+    """Scores the M candidates of each observation; logits (B, M) feed a categorical (k = 1) or a
+    Plackett-Luce slate distribution (k > 1).
 
     ``model_config`` holds the fields of :class:`rayrec.models.towers.ModelConfig`. Masked candidates
     get logit -1e9 (probability 0), so they are never sampled.
     """
 
     @override(TorchRLModule)
+    def get_inference_action_dist_cls(self) -> type:
+        return self._dist_cls
+
+    @override(TorchRLModule)
+    def get_exploration_action_dist_cls(self) -> type:
+        return self._dist_cls
+
+    @override(TorchRLModule)
+    def get_train_action_dist_cls(self) -> type:
+        return self._dist_cls
+
+    @override(TorchRLModule)
     def setup(self) -> None:
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            self._dist_cls = TorchCategorical
+        elif isinstance(self.action_space, gym.spaces.MultiDiscrete):
+            self._dist_cls = plackett_luce(len(self.action_space.nvec))
+        else:
+            raise ValueError(
+                f"CandidatePolicyModule needs a Discrete or MultiDiscrete action space, "
+                f"got {self.action_space}"
+            )
         self.rayrec_config = ModelConfig.from_module_config(self.model_config)
         self.towers = RecommenderTowers(self.observation_space, self.rayrec_config)
         if not self.inference_only:

@@ -90,16 +90,18 @@ class UserPopulation:
         # shifted to [s, s + 1] in the concatenated array.
         fav = np.searchsorted(self._topic_cdf, u[:, 1:] + seg[:, None], side="right")
         fav -= (seg * t)[:, None]
-        np.clip(fav, 0, t - 1, out=fav)
-        mix = rng.standard_gamma(
-            config.interest_concentration * _FAVOURITES, (n, _FAVOURITES), dtype=np.float32
-        )
-        mix /= np.maximum(mix.sum(axis=1, keepdims=True), np.float32(1e-12))
+        # (Only rounding of u + seg up to seg + 1 can overshoot; earlier segments' CDFs all end
+        # at or below seg, so fav >= 0.)
+        np.minimum(fav, t - 1, out=fav)
+        shape = config.interest_concentration * _FAVOURITES
+        # float32 draws are cheaper; tiny shapes need float64 not to underflow to all zeros.
+        mix = rng.standard_gamma(shape, (n, _FAVOURITES), np.float32 if shape >= 0.05 else None)
+        mix /= np.maximum(mix.sum(axis=1, keepdims=True), np.finfo(mix.dtype).tiny)
         interest = np.einsum("nf,nfd->nd", mix, centres.take(fav, axis=0))
         z = rng.standard_normal((n, d + 4), dtype=np.float32)
         interest += np.float32(0.15) * z[:, :d]
         norm = np.sqrt(np.einsum("nd,nd->n", interest, interest))
-        interest /= np.maximum(norm, np.float32(1e-12))[:, None]
+        interest /= np.maximum(norm, 1e-12)[:, None]
         # Per-user scalars around their segment: LogNormal(0, 0.1) appeal sensitivity,
         # LogNormal(0, 0.2) budget, N(0, 0.3) loyalty and N(0, 0.2) initial satisfaction.
         z = z[:, d:].T

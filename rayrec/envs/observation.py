@@ -71,7 +71,8 @@ def observe(sim: SessionSimulator) -> dict[str, np.ndarray]:
     ids, valid = sim.candidates, sim.candidate_valid
     hist = sim.history_items
     hmask = hist >= 0
-    hist_features = cat.embedding[np.maximum(hist, 0)]
+    # ndarray.take is several times faster than fancy indexing for these row gathers.
+    hist_features = cat.embedding.take(np.maximum(hist, 0), axis=0)
     hist_features[~hmask] = 0.0
     return {
         Obs.HISTORY_ITEMS: hist.copy(),
@@ -79,8 +80,8 @@ def observe(sim: SessionSimulator) -> dict[str, np.ndarray]:
         Obs.HISTORY_RESPONSES: sim.history_responses.copy(),
         Obs.HISTORY_MASK: hmask.astype(np.float32),
         Obs.CANDIDATE_ITEMS: ids.copy(),
-        Obs.CANDIDATE_FEATURES: cat.embedding[ids],
-        Obs.CANDIDATE_SCALARS: cat.scalars[ids],
+        Obs.CANDIDATE_FEATURES: cat.embedding.take(ids, axis=0),
+        Obs.CANDIDATE_SCALARS: cat.scalars.take(ids, axis=0),
         Obs.CONTEXT: sim.context(),
         Obs.ACTION_MASK: valid.astype(np.int8),
     }

@@ -131,6 +131,9 @@ class SessionSimulator:
         self._pool_offsets = np.zeros((b, p + m), dtype=np.int32)
         self.pool_valid = np.zeros((b, p + m), dtype=bool)
         self.steps_since_refresh = np.zeros(b, dtype=np.int64)
+        # Steps after which a user's pool is re-retrieved: refresh_every, or fewer when the
+        # pool is too thin to keep k valid candidates for that long (see _refresh).
+        self.refresh_limit = np.full(b, self.config.refresh_every, dtype=np.int64)
         self.window_start = np.zeros(b, dtype=np.int64)
         # Per user and window start: does that window keep enough valid candidates until the
         # next refresh? A bad start drawn is replaced by the user's best start.
@@ -221,14 +224,20 @@ class SessionSimulator:
         # invalid slots has only good windows; only the other pools are counted per window.
         slow = invalid > m - k - cfg.refresh_every
         self._all_good[idx] = ~slow
+        self.refresh_limit[idx] = cfg.refresh_every
         if slow.any():
             rows, slow_valid = idx[slow], valid[slow]
-            self.good_start[rows], self.best_start[rows] = self._window_goodness(slow_valid)
+            good, best_start, best = self._window_goodness(slow_valid)
+            self.good_start[rows], self.best_start[rows] = good, best_start
+            # Every window drawn keeps >= k + limit valid candidates; each step consumes at most
+            # one, so refreshing after `limit` steps keeps k valid at all times.
+            self.refresh_limit[rows] = np.minimum(cfg.refresh_every, best - k)
             valid[slow] = slow_valid
         self.pool_valid[idx] = valid
 
-    def _window_goodness(self, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(n, P) good window starts and (n,) best start of (n, P + M) wrapped pool validities.
+    def _window_goodness(self, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Good window starts (n, P), best start (n,) and its valid count (n,) of (n, P + M)
+        wrapped pool validities.
 
         Marks every slot of ``valid`` valid in a row that has no window with k valid candidates
         (only a catalog smaller than the pool gets there: duplicates are shown then).
@@ -246,7 +255,7 @@ class SessionSimulator:
             count[best < k] = m
             best = count.max(axis=1)
         need = np.minimum(k + cfg.refresh_every, best)
-        return count >= need[:, None], count.argmax(axis=1)
+        return count >= need[:, None], count.argmax(axis=1), best
 
     def _new_window(self) -> None:
         """Draw which M pool slots each user sees next."""
@@ -308,7 +317,9 @@ class SessionSimulator:
         shown = self.pool_valid.reshape(-1).take(flat_slot)
         shown &= pick == slate
         if k > 1:
-            shown &= _first_occurrence(pick)
+            # Out-of-range entries get distinct negative stand-ins, so they never shadow a
+            # valid choice of candidate 0 or M - 1 in the repeat check.
+            shown &= _first_occurrence(np.where(pick == slate, pick, -1 - np.arange(k)))
 
         attrs = self._item_attrs.take(items, axis=0)
         topic = attrs[..., 0].astype(np.intp)
@@ -426,7 +437,7 @@ class SessionSimulator:
         again = returns & ~last_session
         if again.any():
             self._next_session(np.flatnonzero(again))
-        due = ~ended & (self.steps_since_refresh >= cfg.refresh_every)
+        due = ~ended & (self.steps_since_refresh >= self.refresh_limit)
         if due.any():
             self._schedule_refresh(np.flatnonzero(due))
         self._window_due = True

@@ -355,11 +355,6 @@ def test_duplicates_within_a_slate_show_only_the_first() -> None:
     assert set(np.unique(result.click_position)) == {-1, 0}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="simulator.py clips out-of-range indices before the duplicate check, so an "
-    "out-of-range entry hides a later valid choice of candidate 0 or M-1",
-)
 @pytest.mark.parametrize(("bad", "good"), [(-1, 0), (15, 9)])
 def test_an_out_of_range_entry_does_not_hide_a_valid_choice(bad: int, good: int) -> None:
     sim = make_sim(64, slate_size=2, num_items=5000)
@@ -372,11 +367,6 @@ def test_an_out_of_range_entry_does_not_hide_a_valid_choice(bad: int, good: int)
 # ---- the action mask -------------------------------------------------------------------------
 
 TINY = {"num_items": 30, "num_candidates": 20, "num_topics": 3}
-MASK_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="simulator.py _refresh only guarantees k valid candidates until the next refresh when "
-    "the best window holds k + refresh_every valid ones, and consumption is not re-checked",
-)
 
 
 @pytest.mark.parametrize(
@@ -384,15 +374,13 @@ MASK_BUG = pytest.mark.xfail(
     [
         pytest.param({**TINY, "slate_size": 1}, id="tiny-k1"),
         pytest.param({**TINY, "slate_size": 2}, id="tiny-k2"),
-        pytest.param({**TINY, "slate_size": 5}, id="tiny-k5", marks=MASK_BUG),
-        pytest.param(
-            {"num_items": 300, "num_topics": 6, "slate_size": 4}, id="small-k4", marks=MASK_BUG
-        ),
+        pytest.param({**TINY, "slate_size": 3}, id="tiny-k3"),
+        pytest.param({**TINY, "slate_size": 5}, id="tiny-k5"),
+        pytest.param({"num_items": 300, "num_topics": 6, "slate_size": 4}, id="small-k4"),
         pytest.param({"num_items": 5000, "num_candidates": 20, "slate_size": 10}, id="default-k10"),
         pytest.param(
             {"num_items": 5000, "num_candidates": 20, "slate_size": 20},
             id="default-k20",
-            marks=MASK_BUG,
         ),
     ],
 )

@@ -82,7 +82,12 @@ def _type_ok(current: Any, value: Any) -> bool:
 # Settings rayrec owns: users change them through the env spec, the model section or flags.
 _RESERVED = {
     "training": {"model", "learner_class"},
-    "env_runners": {"gym_env_vectorize_mode", "env_to_module_connector", "module_to_env_connector"},
+    "env_runners": {
+        "gym_env_vectorize_mode",
+        "env_to_module_connector",
+        "module_to_env_connector",
+        "env_runner_cls",
+    },
     "debugging": {"seed"},
 }
 
@@ -110,16 +115,23 @@ def module_spec(policy: PolicySpec) -> Any:
     """The RLModuleSpec of the rayrec module family the algorithm uses."""
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-    from rayrec.models import CandidatePolicyModule
+    from rayrec.algorithms.apex import APEX_KEY
+    from rayrec.models import CandidateAPPOModule, CandidatePolicyModule, CandidateQModule
 
     family = ALGORITHMS[policy.algorithm]
-    classes = {"policy": CandidatePolicyModule}
+    classes = {
+        "policy": CandidatePolicyModule,
+        "appo": CandidateAPPOModule,
+        "q": CandidateQModule,
+    }
     model = {
         "encoder": policy.model.encoder,
         "hidden": policy.model.hidden,
         "scorer": policy.model.scorer,
         "value_hidden": policy.model.value_hidden,
     }
+    if policy.apex is not None:
+        model[APEX_KEY] = [policy.apex["epsilon"], policy.apex["alpha"]]
     return RLModuleSpec(module_class=classes[family], model_config=model)
 
 
@@ -139,6 +151,10 @@ def build_config(env: EnvSpec, policy: PolicySpec, seed: int = 0) -> Any:
             except (TypeError, ValueError) as e:
                 raise SpecError(f"policy spec: section {name}: {e}") from e
     config.rl_module(rl_module_spec=module_spec(policy))
+    if policy.apex is not None:
+        from rayrec.algorithms.apex import ApexEnvRunner
+
+        config.env_runners(env_runner_cls=ApexEnvRunner)
     config.debugging(seed=seed)
     try:
         config.validate()
@@ -148,7 +164,8 @@ def build_config(env: EnvSpec, policy: PolicySpec, seed: int = 0) -> Any:
 
 
 class ModulePolicy:
-    """A trained RLModule as an evaluation policy (greedy over its masked scores)."""
+    """A trained RLModule as an evaluation policy: greedy over its masked logits or Q-values
+    (``greedy=False`` samples from the softmax of the logits instead)."""
 
     def __init__(self, module: Any, name: str = "policy", greedy: bool = True, seed: int = 0):
         import torch
@@ -178,7 +195,7 @@ class ModulePolicy:
         raise SpecError(f"{path}: not an rayrec/RLlib checkpoint (no RLModule state found)")
 
     def scores(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        """(B, M) masked logits of the module for a batched observation."""
+        """(B, M) masked logits (or Q-values) of the module for a batched observation."""
         torch = self._torch
         from ray.rllib.core.columns import Columns
 
@@ -186,6 +203,9 @@ class ModulePolicy:
             Columns.OBS: {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in obs.items()}
         }
         with torch.no_grad():
+            if hasattr(self.module, "compute_q_values"):
+                # Q modules: greedy in the Q-values (masked candidates are -inf).
+                return self.module.compute_q_values(batch)["qf_preds"].numpy()
             out = self.module.forward_inference(batch)
         return out[Columns.ACTION_DIST_INPUTS].numpy()
 

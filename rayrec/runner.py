@@ -285,7 +285,7 @@ def _train_loop(
                 if last_steps is None:
                     row["env_steps_per_s"] = None
                 last_t, last_steps = now, steps_now
-                metrics.write(json.dumps(row) + "\n")
+                metrics.write(json.dumps(row, default=_builtin) + "\n")
                 metrics.flush()
                 for key, value in row.items():
                     if (
@@ -329,8 +329,17 @@ def _train_loop(
         "wall_time_s": round(time.time() - t0, 1),
         "best_train_return": None if best == -math.inf else best,
     }
-    atomic_write_text(run / RESULTS_FILE, json.dumps(results, indent=2))
+    atomic_write_text(run / RESULTS_FILE, json.dumps(results, indent=2, default=_builtin))
     return results
+
+
+def _builtin(value: Any) -> Any:
+    """JSON fallback for NumPy scalars and arrays that RLlib's result dicts carry."""
+    if hasattr(value, "item") and getattr(value, "size", 1) == 1:
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def _truncate_metrics(path: Path, iteration: int) -> None:

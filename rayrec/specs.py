@@ -31,8 +31,8 @@ __all__ = [
 ]
 
 ENV_IDS = (SESSION_ENV_ID,)
-# Algorithm name -> the rayrec RLModule family it uses by default.
-ALGORITHMS = {"PPO": "policy"}
+# Algorithm name -> the rayrec RLModule family it uses.
+ALGORITHMS = {"PPO": "policy", "IMPALA": "policy", "APPO": "appo", "DQN": "q"}
 # Sections of a policy spec that map one-to-one onto AlgorithmConfig methods of the same name.
 RLLIB_SECTIONS = (
     "env_runners",
@@ -43,9 +43,18 @@ RLLIB_SECTIONS = (
     "reporting",
     "debugging",
 )
-_POLICY_KEYS = {"algorithm", "description", "model", "stop", "evaluation", *RLLIB_SECTIONS}
+_POLICY_KEYS = {
+    "algorithm",
+    "description",
+    "model",
+    "stop",
+    "evaluation",
+    "apex",
+    *RLLIB_SECTIONS,
+}
 _STOP_KEYS = {"iterations": int, "time_budget": float, "return": float}
 _EVAL_KEYS = {"users": int, "seed": int, "baselines": list}
+_APEX_KEYS = {"epsilon": float, "alpha": float}
 
 
 class SpecError(ValueError):
@@ -142,6 +151,8 @@ class PolicySpec:
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
     stop: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
+    apex: dict[str, Any] | None = None
+    """The Ape-X exploration ladder {epsilon, alpha} (DQN only); None: plain DQN exploration."""
     description: str = ""
 
     @classmethod
@@ -174,6 +185,18 @@ class PolicySpec:
             if key in stop and stop[key] is not None and stop[key] <= 0:
                 raise SpecError(f"{source}: stop.{key} ({stop[key]}) must be > 0")
         evaluation = _typed_section(data.get("evaluation"), _EVAL_KEYS, "evaluation", source)
+        apex = None
+        if data.get("apex") is not None:
+            if algorithm != "DQN":
+                raise SpecError(f"{source}: 'apex' applies to algorithm DQN only, not {algorithm}")
+            apex = {"epsilon": 0.4, "alpha": 7.0}
+            apex.update(_typed_section(data["apex"], _APEX_KEYS, "apex", source))
+            from rayrec.algorithms.apex import ladder_epsilon
+
+            try:
+                ladder_epsilon(0, 2, apex["epsilon"], apex["alpha"])
+            except ValueError as e:
+                raise SpecError(f"{source}: {e}") from e
         if evaluation.get("users", 2) < 2:
             raise SpecError(f"{source}: evaluation.users must be >= 2")
         return cls(
@@ -182,6 +205,7 @@ class PolicySpec:
             sections=sections,
             stop=stop,
             evaluation=evaluation,
+            apex=apex,
             description=str(data.get("description", "")),
         )
 
@@ -200,6 +224,8 @@ class PolicySpec:
             out["stop"] = dict(self.stop)
         if self.evaluation:
             out["evaluation"] = dict(self.evaluation)
+        if self.apex is not None:
+            out["apex"] = dict(self.apex)
         return out
 
 

@@ -8,6 +8,9 @@ import gymnasium as gym
 import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical
+from ray.rllib.core.learner.utils import make_target_network
+from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, TargetNetworkAPI
+from ray.rllib.core.rl_module.apis.target_network_api import TARGET_NETWORK_ACTION_DIST_INPUTS
 from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.utils.annotations import override
@@ -17,10 +20,10 @@ from rayrec.envs.observation import Obs
 from rayrec.models.slate import plackett_luce
 from rayrec.models.towers import ModelConfig, RecommenderTowers, masked_logits
 
-__all__ = ["CandidatePolicyModule"]
+__all__ = ["CandidateAPPOModule", "CandidatePolicyModule"]
 
 
-class CandidatePolicyModule(TorchRLModule, ValueFunctionAPI):
+class CandidatePolicyModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     """Scores the M candidates of each observation; logits (B, M) feed a categorical (k = 1) or a
     Plackett-Luce slate distribution (k > 1).
 
@@ -59,8 +62,14 @@ class CandidatePolicyModule(TorchRLModule, ValueFunctionAPI):
                 nn.Linear(2 * self.towers.out_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1)
             )
 
-    def _scores(self, obs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        user, items, scores = self.towers(obs)
+    @override(InferenceOnlyAPI)
+    def get_non_inference_attributes(self) -> list[str]:
+        return ["value_head"]
+
+    def _scores(
+        self, obs: dict[str, torch.Tensor], towers: nn.Module | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        user, items, scores = (towers or self.towers)(obs)
         mask = obs[Obs.ACTION_MASK]
         embedding = torch.cat([user, RecommenderTowers.pooled_items(items, mask)], dim=-1)
         return masked_logits(scores, mask), embedding
@@ -82,3 +91,24 @@ class CandidatePolicyModule(TorchRLModule, ValueFunctionAPI):
         if embeddings is None:
             _, embeddings = self._scores(batch[Columns.OBS])
         return self.value_head(embeddings).squeeze(-1)
+
+
+class CandidateAPPOModule(CandidatePolicyModule, TargetNetworkAPI):
+    """The policy module plus the target ("old") policy network APPO's surrogate loss needs."""
+
+    @override(TargetNetworkAPI)
+    def make_target_networks(self) -> None:
+        self._old_towers = make_target_network(self.towers)
+
+    @override(TargetNetworkAPI)
+    def get_target_network_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.towers, self._old_towers)]
+
+    @override(TargetNetworkAPI)
+    def forward_target(self, batch: dict[str, Any]) -> dict[str, Any]:
+        logits, _ = self._scores(batch[Columns.OBS], towers=self._old_towers)
+        return {TARGET_NETWORK_ACTION_DIST_INPUTS: logits}
+
+    @override(CandidatePolicyModule)
+    def get_non_inference_attributes(self) -> list[str]:
+        return [*super().get_non_inference_attributes(), "_old_towers"]

@@ -94,6 +94,10 @@ def _parser() -> _Parser:
         metavar="KEY=VALUE",
         help="override a spec field: training.lr=0.0005, model.encoder=gru, env.num_items=1000",
     )
+    t.add_argument(
+        "--profile",
+        help="resource profile: a name in profiles/ (local, cluster-cpu, cluster-gpu) or a YAML file",
+    )
     t.add_argument("--address", help="Ray cluster address (default: start Ray in-process)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--checkpoint-every", type=_positive_int, default=5, metavar="N")
@@ -134,12 +138,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.out is None:
             raise SpecError("--resume needs --out RUN (the run folder to continue)")
         env_spec, policy_spec, saved_run = load_run_spec(args.out)
-        if args.set:
-            raise SpecError("--resume continues the saved spec; --set is not allowed with it")
+        if args.set or args.profile:
+            raise SpecError("--resume continues the saved spec; --set/--profile are not allowed")
     else:
         if args.env is None or args.policy is None:
             raise SpecError("train needs --env SPEC and --policy SPEC (or --resume --out RUN)")
-        env_raw, policy_raw = apply_overrides(load_yaml(args.env), load_yaml(args.policy), args.set)
+        overrides = [*_profile_overrides(args.profile), *args.set]
+        env_raw, policy_raw = apply_overrides(
+            load_yaml(args.env), load_yaml(args.policy), overrides
+        )
         env_spec = EnvSpec.from_dict(env_raw, str(args.env))
         policy_spec = PolicySpec.from_dict(policy_raw, str(args.policy))
     from rayrec.experiment import validate_sections
@@ -173,6 +180,30 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _profile_overrides(profile: str | None) -> list[str]:
+    """``--set``-style overrides from a resource profile (profiles/NAME.yaml or a path)."""
+    from rayrec.specs import load_yaml
+
+    if profile is None:
+        return []
+    path = Path(profile)
+    if not path.suffix:
+        # By name: profiles/ under the working directory, else the one of this checkout.
+        folders = [Path("profiles"), Path(__file__).resolve().parents[1] / "profiles"]
+        folder = next((f for f in folders if (f / f"{profile}.yaml").is_file()), folders[0])
+        path = folder / f"{profile}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise SpecError(f"--profile {profile}: no such profile; known: {', '.join(known)}")
+    data = load_yaml(path)
+    out = []
+    for key, value in data.items():
+        if not isinstance(key, str) or "." not in key or key.split(".")[0] == "env":
+            raise SpecError(f"{path}: keys must be SECTION.KEY of a policy spec, got {key!r}")
+        out.append(f"{key}={json.dumps(value)}")
+    return out
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from rayrec.runner import comparison_table, evaluate_checkpoint
     from rayrec.specs import EnvSpec, load_yaml
@@ -195,7 +226,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     root = Path.cwd()
     print(f"rayrec {rayrec.__version__}")
     print("environments (gymnasium ids): " + ", ".join(i for i in ENV_IDS if i in gym.registry))
-    for folder in ("envs", "policies", "tune"):
+    for folder in ("envs", "policies", "profiles", "tune"):
         files = (
             sorted(p.name for p in (root / folder).glob("*.yaml"))
             if (root / folder).is_dir()

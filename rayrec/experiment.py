@@ -34,15 +34,23 @@ def make_vector_env(env_config: dict[str, Any]) -> gym.vector.VectorEnv:
     """RLlib env creator: a vectorised rayrec env from ``{"id", "config", "num_envs"}``.
 
     Runs inside every EnvRunner process, so it imports rayrec itself (that registers the ids).
+    An optional ``fault_injection: {marker, after_steps}`` entry makes the first env runner to
+    reach ``after_steps`` crash, once (chaos testing, see :mod:`rayrec.envs.faults`).
     """
     import rayrec  # noqa: F401
 
-    return gym.make_vec(
+    env = gym.make_vec(
         env_config["id"],
         num_envs=int(env_config.get("num_envs", 1)),
         vectorization_mode=gym.VectorizeMode.VECTOR_ENTRY_POINT,
         **dict(env_config.get("config", {})),
     )
+    fault = env_config.get("fault_injection")
+    if fault:
+        from rayrec.envs.faults import CrashOnceVectorEnv
+
+        env = CrashOnceVectorEnv(env, fault["marker"], fault.get("after_steps", 100))
+    return env
 
 
 def _algorithm_config_class(algorithm: str) -> type:

@@ -55,6 +55,10 @@ CASES = {
     "unknown baseline": (["evaluate", "--checkpoint", ".", "--baselines", "oracle"], "oracle"),
     "resume without out": (["train", "--resume"], "--resume needs --out"),
     "missing checkpoint": (["evaluate", "--checkpoint", "/nonexistent/ckpt"], "no such directory"),
+    "unknown profile": (
+        ["train", "--env", ENV, "--policy", PPO, "--profile", "huge"],
+        "no such profile",
+    ),
 }
 
 

@@ -55,3 +55,16 @@ def test_reserved_rllib_keys_are_rejected():
     spec = PolicySpec.from_dict({"algorithm": "PPO", "debugging": {"seed": 3}})
     with pytest.raises(SpecError, match=r"unknown key debugging\.seed"):
         validate_sections(spec)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "profiles").glob("*.yaml")), ids=lambda p: p.name)
+def test_profiles_apply_to_every_preset(path):
+    from rayrec.cli import _profile_overrides
+
+    overrides = _profile_overrides(str(path))
+    assert overrides
+    for preset in sorted((ROOT / "policies").glob("*.yaml")):
+        _, policy = apply_overrides({}, load_yaml(preset), overrides)
+        spec = PolicySpec.from_dict(policy, str(preset))
+        validate_sections(spec, str(preset))
+        assert spec.sections["env_runners"]["num_env_runners"] >= 1

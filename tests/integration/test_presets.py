@@ -1,0 +1,97 @@
+"""Every algorithm preset trains on local Ray with 2 env runners; Ape-X's ladder; env-runner crashes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rayrec.algorithms import ladder_epsilon
+from rayrec.experiment import build_config
+from rayrec.specs import EnvSpec, PolicySpec, apply_overrides, load_yaml
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+PRESETS = ["ppo", "impala", "appo", "apex_dqn"]
+SMALL_BATCH = {
+    "ppo": [
+        "training.train_batch_size_per_learner=512",
+        "training.minibatch_size=128",
+        "training.num_epochs=1",
+    ],
+    "impala": ["training.train_batch_size_per_learner=256"],
+    "appo": ["training.train_batch_size_per_learner=256"],
+    "apex_dqn": [
+        "training.num_steps_sampled_before_learning_starts=256",
+        "training.train_batch_size_per_learner=64",
+    ],
+}
+
+
+def _config(name: str, *overrides: str):
+    env_raw, policy_raw = apply_overrides(
+        load_yaml(ROOT / "envs" / "session.yaml"),
+        load_yaml(ROOT / "policies" / f"{name}.yaml"),
+        [
+            "env_runners.num_env_runners=2",
+            "env_runners.num_envs_per_env_runner=8",
+            *SMALL_BATCH[name],
+            *overrides,
+        ],
+    )
+    env, policy = EnvSpec.from_dict(env_raw), PolicySpec.from_dict(policy_raw)
+    return build_config(env, policy, seed=0), policy
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_trains_two_iterations_with_two_env_runners(ray_session, name):
+    config, _ = _config(name)
+    algo = config.build_algo()
+    try:
+        for _ in range(2):
+            result = algo.train()
+        assert algo.iteration == 2
+        assert algo.env_runner_group.num_healthy_remote_workers() == 2
+        assert result["env_runners"]["num_env_steps_sampled_lifetime"] > 0
+    finally:
+        algo.stop()
+
+
+def test_apex_ladder_differs_per_env_runner(ray_session):
+    config, policy = _config("apex_dqn")
+    algo = config.build_algo()
+    try:
+        eps = algo.env_runner_group.foreach_env_runner(
+            lambda runner: (runner.worker_index, runner.get_apex_epsilon()),
+            local_env_runner=False,
+        )
+    finally:
+        algo.stop()
+    expected = {
+        i + 1: ladder_epsilon(i, 2, policy.apex["epsilon"], policy.apex["alpha"]) for i in range(2)
+    }
+    assert dict(eps) == pytest.approx(expected)
+    assert expected[1] == pytest.approx(0.4) and expected[2] == pytest.approx(0.4**8)
+
+
+def test_crashed_env_runner_is_restarted_and_training_completes(ray_session, tmp_path):
+    config, _ = _config("ppo", "fault_tolerance.restart_failed_env_runners=true")
+    marker = tmp_path / "crashed"
+    config.environment(
+        env_config={
+            **config.env_config,
+            "fault_injection": {"marker": str(marker), "after_steps": 20},
+        }
+    )
+    algo = config.build_algo()
+    try:
+        for _ in range(4):
+            result = algo.train()
+        assert marker.exists(), "the fault was never injected"
+        assert algo.iteration == 4
+        assert algo.env_runner_group.num_remote_worker_restarts() >= 1
+        assert algo.env_runner_group.num_healthy_remote_workers() == 2
+        assert result["env_runners"]["num_env_steps_sampled_lifetime"] > 0
+    finally:
+        algo.stop()

@@ -38,7 +38,9 @@ def make_vector_env(env_config: dict[str, Any]) -> gym.vector.VectorEnv:
     reach ``after_steps`` crash, once (chaos testing, see :mod:`rayrec.envs.faults`).
     """
     import rayrec  # noqa: F401
+    from rayrec.envs import rllib_fast_paths
 
+    rllib_fast_paths.install()
     env = gym.make_vec(
         env_config["id"],
         num_envs=int(env_config.get("num_envs", 1)),

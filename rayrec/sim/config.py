@@ -123,6 +123,12 @@ class SimConfig:
     position_bias: float = _f(1.0, 0.0, 100.0)
     """Examination at slate position i is (1 + i) ** -position_bias."""
 
+    recall_lag: int = _f(0, 0, 10_000)
+    """When > 0, users want the topic of the item recorded this many steps ago (a sequential
+    taste only a policy with memory of the order of its history can serve); 0 turns it off."""
+    recall_bonus: float = _f(0.0, 0.0, 100.0)
+    """Click-utility bonus of items on the recalled topic (with ``recall_lag`` > 0)."""
+
     # ---- responses and reward ------------------------------------------------------------------
     watch_quality_weight: float = _f(5.0, 0.0, 100.0)
     """Weight of quality in the watch fraction."""
@@ -216,6 +222,10 @@ class SimConfig:
             raise ValueError(
                 f"personal_fraction + popular_fraction ({self.personal_fraction} + "
                 f"{self.popular_fraction}) must be <= 1"
+            )
+        if self.recall_lag > self.history_len:
+            raise ValueError(
+                f"recall_lag ({self.recall_lag}) must be <= history_len ({self.history_len})"
             )
         if self.sponsored_fraction > 0 and self.num_advertisers == 0:
             raise ValueError("sponsored_fraction > 0 needs num_advertisers >= 1")

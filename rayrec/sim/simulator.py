@@ -514,6 +514,11 @@ class SessionSimulator:
         utility = cfg.affinity_weight * affinity
         utility += (cfg.appeal_weight * self.appeal_sensitivity)[:, None] * appeal
         utility -= cfg.fatigue_weight * fatigue
+        if cfg.recall_lag:
+            # Sequential taste: the topic of the item recorded recall_lag steps ago is wanted now.
+            past = self.history_items[:, -cfg.recall_lag]
+            target = np.where(past >= 0, self.catalog.topic.take(np.maximum(past, 0)), -1)
+            utility += cfg.recall_bonus * (topic == target[:, None])
         return affinity, utility
 
     def oracle_click_probability(self) -> np.ndarray:

@@ -1,0 +1,141 @@
+"""Train every algorithm preset under the same wall-clock budget and compare them honestly.
+
+Each preset in ``--presets`` is trained on ``--env`` (default envs/session.yaml) for ``--budget``
+seconds on this machine with its own resources (``--profile`` may override them), then evaluated
+in the simulator on the same users as the baselines: random, most-popular, greedy-myopic (peeks at
+the true click probabilities) and the long-term heuristic (peeks too; an upper reference, not a
+competitor). Sampling throughput per env runner is measured separately for each preset's env-runner
+settings.
+
+The numbers go to ``docs/results.json`` (key ``online``) and the table to ``docs/results.md``;
+both are produced here, never edited by hand.
+
+    python benchmarks/compare_algorithms.py [--budget 300] [--presets ppo,impala,appo,apex_dqn]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rayrec.results import update_results  # noqa: E402
+
+
+def _sampling_rate(env, policy, seconds: float = 8.0) -> float:
+    """Env steps/s of one local EnvRunner with the preset's vectorisation (inference included)."""
+    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+
+    from rayrec.algorithms import ApexEnvRunner
+    from rayrec.experiment import build_config
+
+    config = build_config(env, policy)
+    config.env_runners(num_env_runners=0)
+    cls = ApexEnvRunner if policy.apex is not None else SingleAgentEnvRunner
+    runner = cls(config=config)
+    runner.sample(num_timesteps=1000)
+    t, steps = time.perf_counter(), 0
+    while time.perf_counter() - t < seconds:
+        steps += sum(len(e) for e in runner.sample(num_timesteps=4096))
+    rate = steps / (time.perf_counter() - t)
+    runner.stop()
+    return rate
+
+
+def main() -> None:
+    import ray
+
+    from rayrec.keys import Metrics
+    from rayrec.runner import RunOptions, train
+    from rayrec.specs import EnvSpec, PolicySpec, apply_overrides, load_yaml
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default=str(ROOT / "envs" / "session.yaml"))
+    parser.add_argument("--presets", default="ppo,impala,appo,apex_dqn")
+    parser.add_argument("--budget", type=float, default=300.0, help="training seconds per preset")
+    parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    env_raw = load_yaml(args.env)
+    env = EnvSpec.from_dict(env_raw, args.env)
+    rows, baselines = [], None
+    ray.init(include_dashboard=False, log_to_driver=False)
+    try:
+        for name in args.presets.split(","):
+            _, policy_raw = apply_overrides(
+                env_raw, load_yaml(ROOT / "policies" / f"{name}.yaml"), []
+            )
+            policy = PolicySpec.from_dict(policy_raw, name)
+            with tempfile.TemporaryDirectory() as tmp:
+                options = RunOptions(
+                    out=Path(tmp) / name,
+                    seed=args.seed,
+                    iterations=None,
+                    time_budget=args.budget,
+                    eval_users=args.users,
+                    baselines=("random", "popular", "greedy", "longterm")
+                    if baselines is None
+                    else (),
+                    checkpoint_every=10_000,
+                )
+                results = train(env, policy, options, quiet=True)
+            baselines = baselines or results["baselines"]
+            m, tr = results["policy"], results["training"]
+            rows.append(
+                {
+                    "algorithm": name,
+                    "return_mean": m[Metrics.RETURN_MEAN],
+                    "return_ci95": m[Metrics.RETURN_CI95],
+                    "clicks_mean": m[Metrics.CLICKS_MEAN],
+                    "sessions_per_user": m[Metrics.SESSIONS_PER_USER],
+                    "return_rate": m[Metrics.RETURN_RATE],
+                    "env_steps": tr["env_steps"],
+                    "wall_time_s": tr["wall_time_s"],
+                    "env_steps_per_s": (tr["env_steps"] or 0) / max(tr["wall_time_s"], 1e-9),
+                    "sampling_steps_per_s_per_runner": _sampling_rate(env, policy),
+                    "num_env_runners": policy.sections["env_runners"].get("num_env_runners"),
+                    "num_envs_per_env_runner": policy.sections["env_runners"].get(
+                        "num_envs_per_env_runner"
+                    ),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    finally:
+        ray.shutdown()
+    record = {
+        "env": args.env
+        if not args.env.startswith(str(ROOT))
+        else str(Path(args.env).relative_to(ROOT)),
+        "budget_s": args.budget,
+        "users": args.users,
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPUs",
+        "date": time.strftime("%Y-%m-%d"),
+        "algorithms": rows,
+        "baselines": {
+            k: {
+                key: v[key]
+                for key in (
+                    Metrics.RETURN_MEAN,
+                    Metrics.RETURN_CI95,
+                    Metrics.CLICKS_MEAN,
+                    Metrics.SESSIONS_PER_USER,
+                    Metrics.RETURN_RATE,
+                )
+            }
+            for k, v in baselines.items()
+        },
+    }
+    update_results("online", record)
+    print((ROOT / "docs" / "results.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

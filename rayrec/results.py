@@ -1,0 +1,80 @@
+"""docs/results.json and docs/results.md: numbers written by scripts, never by hand.
+
+Each script owns one key of results.json; ``update_results`` replaces that key and regenerates
+results.md from the whole JSON, so the two never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rayrec.runner import atomic_write_text
+
+__all__ = ["render_markdown", "update_results"]
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def update_results(key: str, record: dict[str, Any], docs: Path = DOCS) -> None:
+    """Store ``record`` under ``key`` in results.json and rewrite results.md."""
+    path = docs / "results.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[key] = record
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    atomic_write_text(docs / "results.md", render_markdown(data))
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}" if abs(value) < 1e4 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def render_markdown(data: dict[str, Any]) -> str:
+    lines = [
+        "# Results",
+        "",
+        "Written by scripts from `docs/results.json`; do not edit by hand.",
+        "",
+    ]
+    online = data.get("online")
+    if online:
+        lines += [
+            "## Online training: algorithms under the same wall-clock budget",
+            "",
+            f"`benchmarks/compare_algorithms.py` on `{online['env']}`, {online['budget_s']:.0f} s of "
+            f"training per algorithm, {online['machine']}, {online['date']}. Long-term return is "
+            f"clicks over a user's lifetime, mean ± 95% CI over {online['users']} simulated users "
+            "(the same users for every row).",
+            "",
+            "| policy | return (95% CI) | clicks | sessions/user | return rate | env steps | "
+            "wall s | env steps/s | sampling steps/s per runner |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in online["algorithms"]:
+            lines.append(
+                f"| {r['algorithm']} | {_fmt(r['return_mean'])} ± {_fmt(r['return_ci95'])} | "
+                f"{_fmt(r['clicks_mean'])} | {_fmt(r['sessions_per_user'])} | "
+                f"{_fmt(r['return_rate'])} | {_fmt(r['env_steps'])} | {_fmt(r['wall_time_s'], 0)} | "
+                f"{_fmt(r['env_steps_per_s'], 0)} | {_fmt(r['sampling_steps_per_s_per_runner'], 0)} "
+                f"({r['num_envs_per_env_runner']} envs) |"
+            )
+        for name, b in online["baselines"].items():
+            peek = " (peeks)" if name in ("greedy", "longterm") else ""
+            lines.append(
+                f"| baseline: {name}{peek} | {_fmt(b['return_mean'])} ± {_fmt(b['return_ci95'])} | "
+                f"{_fmt(b['clicks_mean'])} | {_fmt(b['sessions_per_user'])} | "
+                f"{_fmt(b['return_rate'])} | - | - | - | - |"
+            )
+        lines.append("")
+    for key, record in data.items():
+        if key == "online":
+            continue
+        lines += [f"## {key}", "", "```json", json.dumps(record, indent=2), "```", ""]
+    return "\n".join(lines)

@@ -49,11 +49,14 @@ def test_preset_trains_two_iterations_with_two_env_runners(ray_session, name):
     config, _ = _config(name)
     algo = config.build_algo()
     try:
-        for _ in range(2):
+        # Asynchronous algorithms (IMPALA, APPO) may report an iteration before any sampling
+        # metrics have arrived; keep iterating (bounded) until they have.
+        steps = 0
+        while algo.iteration < 2 or (steps == 0 and algo.iteration < 12):
             result = algo.train()
-        assert algo.iteration == 2
+            steps = result["env_runners"].get("num_env_steps_sampled_lifetime", 0)
+        assert steps > 0
         assert algo.env_runner_group.num_healthy_remote_workers() == 2
-        assert result["env_runners"]["num_env_steps_sampled_lifetime"] > 0
     finally:
         algo.stop()
 
@@ -85,13 +88,18 @@ def test_crashed_env_runner_is_restarted_and_training_completes(ray_session, tmp
         }
     )
     algo = config.build_algo()
+    group = algo.env_runner_group
     try:
-        for _ in range(4):
+        # Train on through the crash; RLlib notices the dead runner and restarts it in the
+        # background, so allow a bounded number of iterations for that.
+        while algo.iteration < 4 or (
+            (group.num_remote_worker_restarts() < 1 or group.num_healthy_remote_workers() < 2)
+            and algo.iteration < 30
+        ):
             result = algo.train()
         assert marker.exists(), "the fault was never injected"
-        assert algo.iteration == 4
-        assert algo.env_runner_group.num_remote_worker_restarts() >= 1
-        assert algo.env_runner_group.num_healthy_remote_workers() == 2
+        assert group.num_remote_worker_restarts() >= 1
+        assert group.num_healthy_remote_workers() == 2
         assert result["env_runners"]["num_env_steps_sampled_lifetime"] > 0
     finally:
         algo.stop()

@@ -20,8 +20,18 @@ from rayrec.sim import SessionSimulator, SimConfig
 __all__ = ["SessionEnv", "SessionVectorEnv"]
 
 
-def _seed_from(rng: np.random.Generator) -> int:
-    return int(rng.integers(0, 2**63 - 1))
+def _first_seed(env: Any, seed: int | None) -> int | None:
+    """The seed of this reset: the constructor's seed on the first reset without one."""
+    if seed is None and not env._has_reset:
+        seed = env._default_seed
+    env._has_reset = True
+    return seed
+
+
+def _seed_simulator(env: Any, seed: int | None) -> None:
+    """After ``super().reset(seed)``: re-seed the simulator's streams from ``env.np_random``."""
+    if seed is not None:
+        env.sim.seed(int(env.np_random.integers(0, 2**63 - 1)))
 
 
 class SessionVectorEnv(VectorEnv):
@@ -50,14 +60,11 @@ class SessionVectorEnv(VectorEnv):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        if seed is None and not self._has_reset:
-            seed = self._default_seed
+        seed = _first_seed(self, seed)
         super().reset(seed=seed)
-        if seed is not None:
-            self.sim.seed(_seed_from(self.np_random))
+        _seed_simulator(self, seed)
         self.sim.reset()
         self._autoreset[:] = False
-        self._has_reset = True
         return observe(self.sim), {}
 
     def step(
@@ -102,13 +109,10 @@ class SessionEnv(gym.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        if seed is None and not self._has_reset:
-            seed = self._default_seed
+        seed = _first_seed(self, seed)
         super().reset(seed=seed)
-        if seed is not None:
-            self.sim.seed(_seed_from(self.np_random))
+        _seed_simulator(self, seed)
         self.sim.reset()
-        self._has_reset = True
         return self._obs(), self._info()
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:

@@ -18,6 +18,7 @@ from torch import nn
 
 from rayrec.envs.observation import Obs
 from rayrec.models.encoders import ENCODERS, make_encoder
+from rayrec.sim.config import check_fields
 
 __all__ = ["SCORERS", "ModelConfig", "RecommenderTowers", "masked_logits"]
 
@@ -61,12 +62,7 @@ class ModelConfig:
     def from_dict(cls, values: dict[str, Any] | None) -> ModelConfig:
         """From a spec's ``model`` section; unknown keys are an error."""
         values = dict(values or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown model field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
+        check_fields(cls, values, "model")
         return cls(**values)
 
 

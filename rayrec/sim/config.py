@@ -20,6 +20,7 @@ __all__ = [
     "NUM_RESPONSES",
     "SCALAR_LIMIT",
     "SimConfig",
+    "check_fields",
 ]
 
 CHOICE_MODELS = ("mnl", "cascade")
@@ -33,6 +34,16 @@ NUM_CONTEXT = 5
 
 # Observed scalars and context values are clipped to [-SCALAR_LIMIT, SCALAR_LIMIT].
 SCALAR_LIMIT = 10.0
+
+
+def check_fields(cls: type, values: dict[str, Any], what: str) -> None:
+    """Raise ValueError naming the keys of ``values`` that are not fields of dataclass ``cls``."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown {what} field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
 
 
 def _f(default: Any, lo: float, hi: float, *, lo_open: bool = False) -> Any:
@@ -239,12 +250,7 @@ class SimConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SimConfig:
         """Build from a mapping, naming any unknown key and listing the known ones."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown simulator field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
+        check_fields(cls, values, "simulator")
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

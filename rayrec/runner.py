@@ -319,8 +319,10 @@ def _train_loop(
     _save(algo, ckpt_dir, "final")
     log(f"trained to iteration {algo.iteration}; evaluating over {options.eval_users} users")
     _plot_curve(run)
-    module = algo.get_module()
-    policy = ModulePolicy(module, name=algo.config.algo_class.__name__)
+    # Evaluate what the learner trained, read back from the final checkpoint exactly as
+    # `rayrec evaluate` does: with remote learners (IMPALA, APPO) the driver's own copy of the
+    # module is never synchronised, so algo.get_module() would be the untrained one.
+    policy = ModulePolicy.from_checkpoint(ckpt_dir / "final", name=algo.config.algo_class.__name__)
     env_spec, _, _ = load_run_spec(run)
     results = compare(policy, env_spec, options.eval_users, options.eval_seed, options.baselines)
     results["training"] = {

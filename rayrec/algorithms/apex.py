@@ -51,7 +51,7 @@ class ApexEnvRunner(SingleAgentEnvRunner):
         epsilon, alpha = ladder
         # Worker 0 is the local runner; it samples only when there are no remote runners.
         n = max(self.config.num_env_runners, 1)
-        index = max(self.worker_index - 1, 0)
+        index = max((self.worker_index or 0) - 1, 0)
         self.apex_epsilon = ladder_epsilon(index, n, epsilon, alpha)
         self.module.epsilon_schedule = Scheduler(
             fixed_value_or_schedule=self.apex_epsilon, framework="torch"

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from rayrec.runner import DEFAULT_BASELINES
 from rayrec.specs import SpecError
 
 __all__ = ["main"]
@@ -110,7 +111,7 @@ def _parser() -> _Parser:
     e.add_argument("--env", type=Path, help="environment spec (default: the run's own)")
     e.add_argument("--users", type=_positive_int, default=1000)
     e.add_argument("--seed", type=_int, default=12345)
-    e.add_argument("--baselines", type=_baselines, default=("random", "popular", "greedy"))
+    e.add_argument("--baselines", type=_baselines, default=DEFAULT_BASELINES)
     e.add_argument("--json", action="store_true", help="print the results as JSON")
 
     sub.add_parser("info", help="environments, policy presets and resources")
@@ -168,8 +169,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         eval_users=args.eval_users or evaluation.get("users", 1000),
         eval_seed=evaluation.get("seed", 12345),
-        baselines=args.baselines
-        or tuple(evaluation.get("baselines", ("random", "popular", "greedy"))),
+        baselines=args.baselines or tuple(evaluation.get("baselines", DEFAULT_BASELINES)),
         address=args.address,
     )
     results = train(env_spec, policy_spec, options, resume=args.resume, quiet=args.quiet)

@@ -129,14 +129,8 @@ class EnvSpec:
         env_id = data.get("id", SESSION_ENV_ID)
         if env_id not in ENV_IDS:
             raise SpecError(f"{source}: unknown env id {env_id!r}; known: {', '.join(ENV_IDS)}")
-        config = data.get("config") or {}
-        if not isinstance(config, dict):
-            raise SpecError(f"{source}: 'config' must be a mapping of simulator fields")
-        try:
-            sim = SimConfig.from_dict(config)
-        except (TypeError, ValueError) as e:
-            raise SpecError(f"{source}: {e}") from e
-        return cls(id=env_id, config=sim)
+        config = _mapping(data, "config", source)
+        return cls(id=env_id, config=_build(SimConfig.from_dict, config, source))
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "config": self.config.to_dict()}
@@ -167,13 +161,7 @@ class PolicySpec:
             raise SpecError(
                 f"{source}: unknown algorithm {algorithm!r}; supported: {', '.join(ALGORITHMS)}"
             )
-        model = data.get("model") or {}
-        if not isinstance(model, dict):
-            raise SpecError(f"{source}: 'model' must be a mapping")
-        try:
-            model_config = ModelConfig.from_dict(model)
-        except (TypeError, ValueError) as e:
-            raise SpecError(f"{source}: {e}") from e
+        model_config = _build(ModelConfig.from_dict, _mapping(data, "model", source), source)
         sections = {}
         for name in RLLIB_SECTIONS:
             section = data.get(name) or {}
@@ -227,6 +215,22 @@ class PolicySpec:
         if self.apex is not None:
             out["apex"] = dict(self.apex)
         return out
+
+
+def _mapping(data: dict[str, Any], key: str, source: str) -> dict[str, Any]:
+    """``data[key]`` as a mapping ({} when absent), or a SpecError naming the key."""
+    value = data.get(key) or {}
+    if not isinstance(value, dict):
+        raise SpecError(f"{source}: '{key}' must be a mapping")
+    return value
+
+
+def _build(factory: Any, values: dict[str, Any], source: str) -> Any:
+    """``factory(values)`` with its validation errors turned into SpecErrors naming ``source``."""
+    try:
+        return factory(values)
+    except (TypeError, ValueError) as e:
+        raise SpecError(f"{source}: {e}") from e
 
 
 def _typed_section(section: Any, types: dict[str, type], name: str, source: str) -> dict[str, Any]:

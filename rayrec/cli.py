@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from rayrec.data.schema import LogError
 from rayrec.runner import DEFAULT_BASELINES
 from rayrec.specs import SpecError
 
@@ -90,6 +91,24 @@ def _parser() -> _Parser:
     t.add_argument("--eval-users", type=_positive_int, default=None, metavar="N")
     t.add_argument("--baselines", type=_baselines, default=None, metavar="LIST")
     t.add_argument("--quiet", action="store_true", help="no progress output")
+    t.add_argument(
+        "--data",
+        type=Path,
+        help="log folder (rayrec collect) for offline algorithms: DiscreteCQL, BC, MARWIL",
+    )
+
+    c = sub.add_parser("collect", help="log a behaviour policy's sessions to parquet")
+    c.add_argument("--env", type=Path, required=True, help="environment spec (envs/*.yaml)")
+    c.add_argument(
+        "--behavior",
+        required=True,
+        help="random | popular | greedy | epsilon-greedy:E | checkpoint:PATH",
+    )
+    c.add_argument("--users", type=_positive_int, required=True, help="user lifetimes to log")
+    c.add_argument("--out", type=Path, required=True, help="log folder (must not exist)")
+    c.add_argument("--seed", type=_int, default=0)
+    c.add_argument("--set", action="append", default=[], metavar="env.FIELD=VALUE")
+    c.add_argument("--rows-per-file", type=_positive_int, default=50_000, metavar="N")
 
     e = sub.add_parser("evaluate", help="compare a checkpoint with baselines in the simulator")
     e.add_argument("--checkpoint", type=Path, required=True, help="checkpoint directory")
@@ -127,12 +146,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.set or args.profile:
             raise SpecError("--resume continues the saved spec; --set/--profile are not allowed")
     else:
-        if args.env is None or args.policy is None:
+        if args.policy is None or (args.env is None and args.data is None):
             raise SpecError("train needs --env SPEC and --policy SPEC (or --resume --out RUN)")
         overrides = [*_profile_overrides(args.profile), *args.set]
-        env_raw, policy_raw = apply_overrides(
-            load_yaml(args.env), load_yaml(args.policy), overrides
-        )
+        env_raw = load_yaml(args.env) if args.env else _log_env(args.data).to_dict()
+        env_raw, policy_raw = apply_overrides(env_raw, load_yaml(args.policy), overrides)
         env_spec = EnvSpec.from_dict(env_raw, str(args.env))
         policy_spec = PolicySpec.from_dict(policy_raw, str(args.policy))
     from rayrec.experiment import validate_sections
@@ -156,12 +174,49 @@ def _cmd_train(args: argparse.Namespace) -> int:
         eval_seed=evaluation.get("seed", 12345),
         baselines=args.baselines or tuple(evaluation.get("baselines", DEFAULT_BASELINES)),
         address=args.address,
+        data=Path(saved_run["data"]) if saved_run.get("data") else args.data,
     )
     results = train(env_spec, policy_spec, options, resume=args.resume, quiet=args.quiet)
     from rayrec.runner import comparison_table
 
     _table(comparison_table(results))
     print(f"run folder: {out}")
+    return 0
+
+
+def _log_env(data: Path) -> Any:
+    from rayrec.data.offline import log_env
+
+    return log_env(data)
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from rayrec.data import collect
+    from rayrec.specs import EnvSpec, apply_overrides, load_yaml
+
+    bad = [o for o in args.set if not o.startswith("env.")]
+    if bad:
+        raise SpecError(f"collect --set takes env.FIELD=VALUE only, got {bad[0]!r}")
+    env_raw, _ = apply_overrides(load_yaml(args.env), {}, args.set)
+    env = EnvSpec.from_dict(env_raw, str(args.env))
+
+    def progress(done: int, total: int) -> None:
+        print(f"\rlogged {done}/{total} users", end="", file=sys.stderr, flush=True)
+
+    meta = collect(
+        env,
+        args.behavior,
+        args.users,
+        args.out,
+        seed=args.seed,
+        rows_per_file=args.rows_per_file,
+        progress=progress,
+    )
+    print(file=sys.stderr)
+    print(
+        f"{args.out}: {meta['rows']} rows, {meta['episodes']} users, {meta['files']} file(s); "
+        f"behaviour return {meta['behavior_return_mean']:.2f} ± {meta['behavior_return_ci95']:.2f}"
+    )
     return 0
 
 
@@ -247,10 +302,15 @@ def _stamp() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"train": _cmd_train, "evaluate": _cmd_evaluate, "info": _cmd_info}
+    commands = {
+        "train": _cmd_train,
+        "collect": _cmd_collect,
+        "evaluate": _cmd_evaluate,
+        "info": _cmd_info,
+    }
     try:
         return commands[args.command](args)
-    except SpecError as e:
+    except (SpecError, LogError) as e:
         print(f"rayrec: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

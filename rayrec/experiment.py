@@ -16,12 +16,13 @@ import gymnasium as gym
 import numpy as np
 
 from rayrec.envs.observation import Obs
-from rayrec.specs import ALGORITHMS, EnvSpec, PolicySpec, SpecError
+from rayrec.specs import ALGORITHMS, OFFLINE_ALGORITHMS, EnvSpec, PolicySpec, SpecError
 
 __all__ = [
     "RLLIB_ENV_NAME",
     "ModulePolicy",
     "build_config",
+    "check_data",
     "make_vector_env",
     "module_spec",
     "validate_sections",
@@ -57,6 +58,11 @@ def make_vector_env(env_config: dict[str, Any]) -> gym.vector.VectorEnv:
 
 def _algorithm_config_class(algorithm: str) -> type:
     from ray.rllib.algorithms.registry import ALGORITHMS as RLLIB_ALGORITHMS
+
+    if algorithm == "DiscreteCQL":
+        from rayrec.algorithms.cql import DiscreteCQLConfig
+
+        return DiscreteCQLConfig
 
     return RLLIB_ALGORITHMS[algorithm]()[1].__class__
 
@@ -99,6 +105,7 @@ _RESERVED = {
         "env_runner_cls",
     },
     "debugging": {"seed"},
+    "offline_data": {"input_", "input_read_method", "prelearner_class", "input_read_episodes"},
 }
 
 
@@ -145,15 +152,36 @@ def module_spec(policy: PolicySpec) -> Any:
     return RLModuleSpec(module_class=classes[family], model_config=model)
 
 
-def build_config(env: EnvSpec, policy: PolicySpec, seed: int = 0) -> Any:
-    """The RLlib AlgorithmConfig for ``env`` x ``policy`` (seeded)."""
+def check_data(policy: PolicySpec, data: str | Path | None) -> None:
+    """Offline algorithms need ``--data``; online ones must not get it."""
+    offline = policy.algorithm in OFFLINE_ALGORITHMS
+    if offline and data is None:
+        raise SpecError(
+            f"{policy.algorithm} learns from logs: pass --data DIR (a `rayrec collect` folder)"
+        )
+    if not offline and data is not None:
+        raise SpecError(
+            f"--data is for offline algorithms ({', '.join(OFFLINE_ALGORITHMS)}), "
+            f"not {policy.algorithm}"
+        )
+
+
+def build_config(
+    env: EnvSpec, policy: PolicySpec, seed: int = 0, data: str | Path | None = None
+) -> Any:
+    """The RLlib AlgorithmConfig for ``env`` x ``policy`` (seeded); offline ones read ``data``."""
     from ray.tune.registry import register_env
 
     validate_sections(policy)
+    check_data(policy, data)
     register_env(RLLIB_ENV_NAME, make_vector_env)
     config = _algorithm_config_class(policy.algorithm)()
     config.environment(RLLIB_ENV_NAME, env_config=env.to_dict())
     config.env_runners(gym_env_vectorize_mode=gym.VectorizeMode.VECTOR_ENTRY_POINT)
+    if data is not None:
+        from rayrec.data.offline import configure_offline
+
+        configure_offline(config, data, env)
     for name, section in policy.sections.items():
         if section:
             try:

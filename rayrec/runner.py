@@ -59,9 +59,12 @@ class RunOptions:
     eval_seed: int = 12345
     baselines: tuple[str, ...] = DEFAULT_BASELINES
     address: str | None = None
+    data: Path | None = None
+    """Log folder of an offline run (``rayrec collect``); None for online training."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "data": None if self.data is None else str(Path(self.data).resolve()),
             "seed": self.seed,
             "iterations": self.iterations,
             "time_budget": self.time_budget,
@@ -219,7 +222,7 @@ def train(
         raise SpecError(f"--resume: {run} has no checkpoint to resume from")
     if not resume and (run / SPEC_FILE).exists():
         raise SpecError(f"{run} already holds a run; use --resume or another --out")
-    config = build_config(env, policy, seed=options.seed)
+    config = build_config(env, policy, seed=options.seed, data=options.data)
     run.mkdir(parents=True, exist_ok=True)
     spec = {
         "env": env.to_dict(),
@@ -324,6 +327,9 @@ def _train_loop(
     policy = ModulePolicy.from_checkpoint(ckpt_dir / "final", name=algo.config.algo_class.__name__)
     env_spec, _, _ = load_run_spec(run)
     results = compare(policy, env_spec, options.eval_users, options.eval_seed, options.baselines)
+    if options.data is not None:
+        results["data"] = _behavior_results(options, env_spec)
+        results["baselines"]["behavior"] = results["data"].pop("metrics")
     results["training"] = {
         "iterations": int(algo.iteration),
         "env_steps": row.get("env_steps"),
@@ -332,6 +338,24 @@ def _train_loop(
     }
     atomic_write_text(run / RESULTS_FILE, json.dumps(results, indent=2, default=_builtin))
     return results
+
+
+def _behavior_results(options: RunOptions, env: EnvSpec) -> dict[str, Any]:
+    """The log an offline run learned from, and its behaviour policy evaluated like the rest."""
+    from rayrec.data import parse_behavior, read_log_meta
+    from rayrec.evaluation import evaluate
+
+    meta = read_log_meta(options.data)
+    behavior = parse_behavior(meta["behavior"], seed=options.eval_seed)
+    return {
+        "path": str(Path(options.data).resolve()),
+        "behavior": meta["behavior"],
+        "rows": meta.get("rows"),
+        "episodes": meta.get("episodes"),
+        "logged_return_mean": meta.get("behavior_return_mean"),
+        "logged_return_ci95": meta.get("behavior_return_ci95"),
+        "metrics": evaluate(behavior, env.config, users=options.eval_users, seed=options.eval_seed),
+    }
 
 
 def _builtin(value: Any) -> Any:

@@ -21,6 +21,7 @@ from rayrec.sim import SimConfig
 __all__ = [
     "ALGORITHMS",
     "ENV_IDS",
+    "OFFLINE_ALGORITHMS",
     "RLLIB_SECTIONS",
     "EnvSpec",
     "PolicySpec",
@@ -32,7 +33,17 @@ __all__ = [
 
 ENV_IDS = (SESSION_ENV_ID,)
 # Algorithm name -> the rayrec RLModule family it uses.
-ALGORITHMS = {"PPO": "policy", "IMPALA": "policy", "APPO": "appo", "DQN": "q"}
+ALGORITHMS = {
+    "PPO": "policy",
+    "IMPALA": "policy",
+    "APPO": "appo",
+    "DQN": "q",
+    "DiscreteCQL": "q",
+    "BC": "policy",
+    "MARWIL": "policy",
+}
+OFFLINE_ALGORITHMS = ("DiscreteCQL", "BC", "MARWIL")
+"""Algorithms that learn from logs (``--data``) instead of sampling the environment."""
 # Sections of a policy spec that map one-to-one onto AlgorithmConfig methods of the same name.
 RLLIB_SECTIONS = (
     "env_runners",
@@ -42,6 +53,7 @@ RLLIB_SECTIONS = (
     "fault_tolerance",
     "reporting",
     "debugging",
+    "offline_data",
 )
 _POLICY_KEYS = {
     "algorithm",

@@ -8,7 +8,7 @@ import numpy as np
 
 from rayrec.sim.config import SCALAR_LIMIT, SimConfig
 
-__all__ = ["ItemCatalog"]
+__all__ = ["ItemCatalog", "world_catalog", "world_streams"]
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
@@ -139,3 +139,14 @@ class ItemCatalog:
             popular_items=popular_items,
             fresh_items=fresh_items,
         )
+
+
+def world_streams(config: SimConfig) -> tuple[np.random.Generator, np.random.Generator]:
+    """The generators of the catalog and of the user population, from ``config.world_seed``."""
+    catalog_seq, population_seq = np.random.SeedSequence(config.world_seed).spawn(2)
+    return np.random.default_rng(catalog_seq), np.random.default_rng(population_seq)
+
+
+def world_catalog(config: SimConfig) -> ItemCatalog:
+    """The catalog of ``config``'s world: the same items the simulator of ``config`` has."""
+    return ItemCatalog.generate(config, world_streams(config)[0])

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from rayrec.sim.catalog import ItemCatalog
+from rayrec.sim.catalog import ItemCatalog, world_streams
 from rayrec.sim.choice import (
     CascadeChoice,
     MultinomialLogitChoice,
@@ -82,9 +82,9 @@ class SessionSimulator:
     # ---- construction --------------------------------------------------------------------------
     def _build_world(self) -> None:
         cfg = self.config
-        catalog_seq, population_seq = np.random.SeedSequence(cfg.world_seed).spawn(2)
-        self.catalog = ItemCatalog.generate(cfg, np.random.default_rng(catalog_seq))
-        self.population = UserPopulation.generate(cfg, np.random.default_rng(population_seq))
+        catalog_rng, population_rng = world_streams(cfg)
+        self.catalog = ItemCatalog.generate(cfg, catalog_rng)
+        self.population = UserPopulation.generate(cfg, population_rng)
         self.retriever = CandidateRetriever(cfg, self.catalog)
         # Topic, appeal, quality and duration side by side: a step reads them for its items with
         # one gather (one cache line per item) instead of four.

@@ -18,6 +18,7 @@ from ray.rllib.offline.offline_prelearner import OfflinePreLearner
 
 from rayrec.data.logs import validate_log
 from rayrec.data.schema import Col, LogError, column_array, expand_observations
+from rayrec.envs.observation import action_space, observation_space
 from rayrec.sim import SimConfig
 from rayrec.sim.catalog import world_catalog
 from rayrec.specs import EnvSpec, SpecError
@@ -99,6 +100,10 @@ def configure_offline(config: Any, data: str | Path, env: EnvSpec) -> Any:
             f"--data {data}: logged with history_len={logged.history_len}, "
             f"the env spec has {env.config.history_len}"
         )
+    # Offline algorithms build no env to learn the spaces from.
+    config.environment(
+        observation_space=observation_space(env.config), action_space=action_space(env.config)
+    )
     config.offline_data(
         input_=[str(Path(f).resolve()) for f in files],
         input_read_method="read_parquet",

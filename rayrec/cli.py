@@ -121,9 +121,8 @@ def _table(rows: list[list[str]]) -> None:
 
     table = Table(show_header=True, header_style="bold")
     for column in rows[0]:
-        table.add_column(
-            column, justify="left" if column in ("policy", "trial", "status") else "right"
-        )
+        justify = "left" if column in ("policy", "trial", "status") else "right"
+        table.add_column(column, justify=justify, overflow="fold")
     for row in rows[1:]:
         table.add_row(*row)
     Console(width=120).print(table)

@@ -387,6 +387,11 @@ class SweepSpec:
             "space": {p.name: p.to_yaml() for p in self.params},
         }
 
+    @property
+    def num_trials(self) -> int:
+        """Trials of the sweep: samples x the size of every grid."""
+        return self.samples * math.prod(len(p.args) for p in self.params if p.kind == "grid")
+
     def param_space(self) -> dict[str, Any]:
         """Tune's ``param_space``: spec path -> search space object."""
         return {p.name: p.to_tune() for p in self.params}

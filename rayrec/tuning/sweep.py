@@ -163,13 +163,25 @@ def run_sweep(
         atomic_write_text(out / SPEC_FILE, yaml.safe_dump(plan.to_dict(), sort_keys=False))
         atomic_write_text(out / ENV_FILE, yaml.safe_dump(plan.env, sort_keys=False))
     results = _fit(plan, experiment, resume, address, quiet)
-    finished = results.num_terminated + results.num_errors
-    if finished < len(results):
+    finished = _finished_trials(experiment)
+    if finished < plan.sweep.num_trials:
         raise SweepInterrupted(
-            f"sweep interrupted with {finished} of {len(results)} trials finished; "
+            f"sweep interrupted with {finished} of {plan.sweep.num_trials} trials finished; "
             f"continue it with: rayrec tune --resume --out {out}"
         )
     return _summarise(plan, results, out)
+
+
+def _finished_trials(experiment: Path) -> int:
+    """Trials the saved experiment state holds as finished (terminated or errored).
+
+    Read from disk: Tune saves the state before it stops the trials of an interrupted run, and
+    the ResultGrid of such a run reports them as terminated.
+    """
+    from ray.tune import ExperimentAnalysis
+
+    trials = ExperimentAnalysis(str(experiment)).trials
+    return sum(t.status in ("TERMINATED", "ERROR") for t in trials)
 
 
 def _fit(plan: SweepPlan, experiment: Path, resume: bool, address: str | None, quiet: bool):
@@ -259,7 +271,7 @@ def _summarise(plan: SweepPlan, results: Any, out: Path) -> SweepSummary:
             [
                 trial_id,
                 status,
-                *[_cell(result.config.get(n)) for n in names],
+                *[_cell((result.config or {}).get(n)) for n in names],
                 str(iterations),
                 _cell(values[-1] if values else math.nan),
                 _cell(best),

@@ -32,7 +32,7 @@ Hyperparameters are ``model.FIELD``, ``apex.FIELD`` (Ape-X DQN) or ``SECTION.KEY
 section of the policy spec (``training.lr``, ``env_runners.num_envs_per_env_runner``, ...); the
 environment is fixed for a sweep. Schedulers: ``fifo`` (every trial runs to the end), ``asha``
 (``grace_period``, ``reduction_factor``: early stopping of poor trials) and ``pbt``
-(``perturbation_interval``, ``quantile_fraction``, ``resample_probability``): population based
+(``perturbation_interval``, ``quantile_fraction``, ``resample_probability``, ``synch``): population based
 training, whose mutations resample or perturb each hyperparameter within its own distribution.
 
 Everything here runs before Ray starts: a bad space fails in a fraction of a second with one
@@ -71,6 +71,7 @@ _SCHEDULER_KEYS = {
         "perturbation_interval": int,
         "quantile_fraction": float,
         "resample_probability": float,
+        "synch": bool,
     },
 }
 _TRIAL_KEYS = {
@@ -197,6 +198,8 @@ class SchedulerSpec:
     """PBT: the bottom fraction copies the top fraction's checkpoints."""
     resample_probability: float = 0.25
     """PBT: probability of resampling a hyperparameter instead of perturbing it."""
+    synch: bool = False
+    """PBT: perturb the whole population at once, every trial waiting at each interval."""
 
     def __post_init__(self) -> None:
         if self.type not in SCHEDULERS:
@@ -222,7 +225,9 @@ class SchedulerSpec:
 
     def build(self, params: tuple[Param, ...], max_t: int) -> Any:
         """The Tune scheduler (metric and mode come from the TuneConfig)."""
-        from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
+        from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+        from rayrec.tuning.schedulers import FinalIterationPBT
 
         if self.type == "asha":
             return ASHAScheduler(
@@ -232,13 +237,15 @@ class SchedulerSpec:
                 reduction_factor=self.reduction_factor,
             )
         if self.type == "pbt":
-            return PopulationBasedTraining(
+            return FinalIterationPBT(
+                max_t=max_t,
                 time_attr=TrialMetrics.ITERATION,
                 perturbation_interval=self.perturbation_interval,
                 quantile_fraction=self.quantile_fraction,
                 resample_probability=self.resample_probability,
                 hyperparam_mutations={p.name: p.mutation() for p in params},
                 custom_explore_fn=_ClipToSpace(params),
+                synch=self.synch,
             )
         return FIFOScheduler()
 
@@ -475,7 +482,7 @@ def _section(value: Any, name: str, source: str) -> dict[str, Any]:
 
 def _typed(value: Any, want: type, name: str, source: str) -> Any:
     ok = isinstance(value, want) or (want is float and _is_number(value))
-    if not ok or isinstance(value, bool):
+    if not ok or (isinstance(value, bool) and want is not bool):
         raise SpecError(f"{source}: {name} must be a {want.__name__}, got {value!r}")
     return float(value) if want is float else value
 

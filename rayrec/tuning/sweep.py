@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from rayrec.keys import TrialMetrics
 from rayrec.specs import EnvSpec, PolicySpec, SpecError, apply_overrides, load_yaml
 from rayrec.tuning.space import SweepSpec, apply_params
 
@@ -46,6 +47,7 @@ PLOT_FILE = "metric_over_time.png"
 BEST_FILE = "best.yaml"
 BEST_CHECKPOINT = "best_checkpoint"
 # Checkpoints kept per trial: the best by the sweep's metric and the latest (Tune keeps it too).
+# PBT keeps them all: a trial may copy another's checkpoint after that one has moved on.
 CHECKPOINTS_TO_KEEP = 2
 
 
@@ -162,29 +164,23 @@ def run_sweep(
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / SPEC_FILE, yaml.safe_dump(plan.to_dict(), sort_keys=False))
         atomic_write_text(out / ENV_FILE, yaml.safe_dump(plan.env, sort_keys=False))
-    results = _fit(plan, experiment, resume, address, quiet)
-    finished = _finished_trials(experiment)
+    _fit(plan, experiment, resume, address, quiet)
+    # Read back what Tune saved: its ResultGrid reports the trials of an interrupted run as
+    # terminated (the state on disk was written before they were stopped), and each report
+    # there carries the values in effect and its checkpoint, which PBT changes as trials go.
+    from ray.tune import ExperimentAnalysis
+
+    analysis = ExperimentAnalysis(str(experiment))
+    finished = sum(t.status in ("TERMINATED", "ERROR") for t in analysis.trials)
     if finished < plan.sweep.num_trials:
         raise SweepInterrupted(
             f"sweep interrupted with {finished} of {plan.sweep.num_trials} trials finished; "
             f"continue it with: rayrec tune --resume --out {out}"
         )
-    return _summarise(plan, results, out)
+    return _summarise(plan, analysis, out)
 
 
-def _finished_trials(experiment: Path) -> int:
-    """Trials the saved experiment state holds as finished (terminated or errored).
-
-    Read from disk: Tune saves the state before it stops the trials of an interrupted run, and
-    the ResultGrid of such a run reports them as terminated.
-    """
-    from ray.tune import ExperimentAnalysis
-
-    trials = ExperimentAnalysis(str(experiment)).trials
-    return sum(t.status in ("TERMINATED", "ERROR") for t in trials)
-
-
-def _fit(plan: SweepPlan, experiment: Path, resume: bool, address: str | None, quiet: bool):
+def _fit(plan: SweepPlan, experiment: Path, resume: bool, address: str | None, quiet: bool) -> None:
     import ray
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -221,6 +217,7 @@ def _fit(plan: SweepPlan, experiment: Path, resume: bool, address: str | None, q
                     metric=sweep.metric,
                     mode=sweep.mode,
                     num_samples=sweep.samples,
+                    reuse_actors=True,
                     scheduler=sweep.scheduler.build(sweep.params, sweep.trial.iterations),
                     search_alg=BasicVariantGenerator(
                         max_concurrent=sweep.trial.max_concurrent,
@@ -232,36 +229,43 @@ def _fit(plan: SweepPlan, experiment: Path, resume: bool, address: str | None, q
                     storage_path=str(experiment.parent),
                     failure_config=tune.FailureConfig(max_failures=sweep.trial.max_failures),
                     checkpoint_config=tune.CheckpointConfig(
-                        num_to_keep=CHECKPOINTS_TO_KEEP,
+                        num_to_keep=None if sweep.scheduler.type == "pbt" else CHECKPOINTS_TO_KEEP,
                         checkpoint_score_attribute=sweep.metric,
                         checkpoint_score_order=sweep.mode,
                     ),
                     verbose=0 if quiet else 1,
                 ),
             )
-        return tuner.fit()
+        tuner.fit()
     finally:
         if started_ray:
             ray.shutdown()
 
 
-def _summarise(plan: SweepPlan, results: Any, out: Path) -> SweepSummary:
+def _summarise(plan: SweepPlan, analysis: Any, out: Path) -> SweepSummary:
+    """trials.csv, the plot, best.yaml and best_checkpoint/ from the saved experiment.
+
+    The best report over all trials and iterations wins; best.yaml gets the values that were in
+    effect for it (constant per trial, except under PBT) and best_checkpoint/ its checkpoint.
+    """
     from rayrec.runner import _swap_dir, atomic_write_text
 
     sweep = plan.sweep
-    metric, mode = sweep.metric, sweep.mode
-    pbt = sweep.scheduler.type == "pbt"
+    metric, sign = sweep.metric, (1.0 if sweep.mode == "max" else -1.0)
     names = [p.name for p in sweep.params]
     header = ["trial", "status", *names, "iterations", metric, f"best {metric}"]
     rows, curves = [], {}
-    for result in sorted(results, key=lambda r: str(r.metrics.get("trial_id", r.path))):
-        trial_id = str(result.metrics.get("trial_id", Path(result.path).name))
-        iterations = int(result.metrics.get("training_iteration", 0) or 0)
-        history = _history(result, metric)
-        curves[trial_id] = history
-        values = [v for _, v in history]
-        best = (max if mode == "max" else min)(values) if values else math.nan
-        if result.error is not None:
+    best: tuple[float, Any, dict[str, Any]] | None = None
+    for trial in sorted(analysis.trials, key=lambda t: t.trial_id):
+        frame = analysis.trial_dataframes.get(trial.trial_id)
+        records = [] if frame is None or metric not in frame else frame.to_dict("records")
+        reports = [r for r in records if _finite(r[metric])]
+        curves[trial.trial_id] = [(int(r[TrialMetrics.ITERATION]), r[metric]) for r in reports]
+        top = max(reports, key=lambda r: sign * r[metric], default=None)
+        if top is not None and (best is None or sign * top[metric] > sign * best[0]):
+            best = (top[metric], trial, top)
+        iterations = int(records[-1][TrialMetrics.ITERATION]) if records else 0
+        if trial.status == "ERROR":
             status = "error"
         elif iterations < sweep.trial.iterations:
             status = "stopped early"
@@ -269,12 +273,12 @@ def _summarise(plan: SweepPlan, results: Any, out: Path) -> SweepSummary:
             status = "done"
         rows.append(
             [
-                trial_id,
+                trial.trial_id,
                 status,
-                *[_cell((result.config or {}).get(n)) for n in names],
+                *[_cell(_value(records[-1] if records else {}, trial, n)) for n in names],
                 str(iterations),
-                _cell(values[-1] if values else math.nan),
-                _cell(best),
+                _cell(reports[-1][metric] if reports else math.nan),
+                _cell(top[metric] if top else math.nan),
             ]
         )
     table = [header, *rows]
@@ -283,40 +287,35 @@ def _summarise(plan: SweepPlan, results: Any, out: Path) -> SweepSummary:
     atomic_write_text(out / TRIALS_FILE, text.getvalue())
     _plot(curves, metric, out / PLOT_FILE)
 
-    # PBT changes a trial's values as it trains: its last values go with its last checkpoint.
-    try:
-        best_result = results.get_best_result(metric, mode, scope="last" if pbt else "all")
-    except RuntimeError as e:
-        raise SweepFailed(f"no trial reported {metric}; see the trial errors above") from e
-    checkpoint = best_result.checkpoint if pbt else best_result.get_best_checkpoint(metric, mode)
-    if checkpoint is None:
-        raise SweepFailed(f"the best trial ({best_result.path}) has no checkpoint")
-    params = {n: best_result.config[n] for n in names}
-    trial_id = str(best_result.metrics.get("trial_id"))
-    history = dict(curves.get(trial_id, []))
-    value = (
-        best_result.metrics.get(metric, math.nan)
-        if pbt
-        else (max if mode == "max" else min)(history.values())
-    )
-    _write_best(plan, params, trial_id, float(value), out)
+    if best is None:
+        raise SweepFailed(f"no trial reported {metric}; see the trial errors above")
+    value, trial, report = best
+    checkpoint = Path(trial.path) / str(report.get("checkpoint_dir_name"))
+    if not (checkpoint / "rllib_checkpoint.json").is_file():
+        raise SweepFailed(f"the best report's checkpoint is gone: {checkpoint}")
+    params = {n: _value(report, trial, n) for n in names}
+    _write_best(plan, params, trial.trial_id, float(value), out)
     tmp = out / f".{BEST_CHECKPOINT}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
-    shutil.copytree(checkpoint.path, tmp)
+    shutil.copytree(checkpoint, tmp)
     _swap_dir(tmp, out / BEST_CHECKPOINT)
     return SweepSummary(
-        rows=table, best_trial=trial_id, best_value=float(value), best_params=params, out=out
+        rows=table, best_trial=trial.trial_id, best_value=float(value), best_params=params, out=out
     )
 
 
-def _history(result: Any, metric: str) -> list[tuple[int, float]]:
-    """(iteration, value) of every report of a trial, NaN values left out."""
-    df = result.metrics_dataframe
-    if df is None or metric not in df:
-        return []
-    points = zip(df["training_iteration"].tolist(), df[metric].tolist(), strict=True)
-    return [(int(i), float(v)) for i, v in points if v is not None and math.isfinite(v)]
+def _value(report: dict[str, Any], trial: Any, name: str) -> Any:
+    """The value of ``name`` in effect for a report (PBT changes them), as a Python value.
+
+    Tune flattens a dict value into several columns; such a value comes from the trial.
+    """
+    value = report.get(f"config/{name}", trial.config.get(name))
+    return value.item() if hasattr(value, "item") else value
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def _cell(value: Any) -> str:

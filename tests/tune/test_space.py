@@ -122,6 +122,10 @@ BAD_SPACES = {
         "space: {training.lr: {choice: [1]}}",
         "scheduler.grace_period (5) must be <= trial.iterations (3)",
     ),
+    "synch not a boolean": (
+        "scheduler: {type: pbt, synch: 1}\nspace: {training.lr: {choice: [1]}}",
+        "scheduler.synch must be a bool, got 1",
+    ),
     "bad quantile": (
         "scheduler: {type: pbt, quantile_fraction: 0.9}\nspace: {training.lr: {choice: [1]}}",
         "scheduler.quantile_fraction (0.9) must be in (0, 0.5]",

@@ -1,6 +1,6 @@
 """Search-space files (``tune/*.yaml``): a small grammar over Ray Tune's search space objects.
 
-A space file names hyperparameters by the spec paths that ``--set`` uses and gives each one
+A space file names hyperparameters by the spec paths that ``--set`` uses and gives each one a
 distribution, written as a mapping with a single key::
 
     description: PPO learning rate and model width under ASHA.
@@ -25,18 +25,20 @@ Distributions (each maps onto the Ray Tune function of the same name):
 ``{uniform: [low, high]}``     a float in [low, high) (``tune.uniform``)
 ``{loguniform: [low, high]}``  a float, uniform in log space, 0 < low (``tune.loguniform``)
 ``{randint: [low, high]}``     an integer in [low, high), high excluded (``tune.randint``)
-``{quniform: [low, high, q]}`` a float in [low, high] rounded to a multiple of q (``tune.quniform``)
+``{quniform: [low, high, q]}`` a float in [low, high], a multiple of q (``tune.quniform``)
 =============================  ================================================================
 
 Hyperparameters are ``model.FIELD``, ``apex.FIELD`` (Ape-X DQN) or ``SECTION.KEY`` of an RLlib
 section of the policy spec (``training.lr``, ``env_runners.num_envs_per_env_runner``, ...); the
 environment is fixed for a sweep. Schedulers: ``fifo`` (every trial runs to the end), ``asha``
 (``grace_period``, ``reduction_factor``: early stopping of poor trials) and ``pbt``
-(``perturbation_interval``, ``quantile_fraction``, ``resample_probability``, ``synch``): population based
-training, whose mutations resample or perturb each hyperparameter within its own distribution.
+(``perturbation_interval``, ``quantile_fraction``, ``resample_probability``, ``synch``):
+population based training, whose mutations resample or perturb each hyperparameter within its
+own distribution. ``trial`` takes ``iterations``, ``eval_users``, ``eval_seed``, ``seed``,
+``max_failures``, ``max_concurrent`` and ``set`` (see :class:`TrialSpec`).
 
-Everything here runs before Ray starts: a bad space fails in a fraction of a second with one
-line naming the file and the field.
+Everything here runs before Ray starts: a bad space fails in seconds with one line naming the
+file and the field.
 """
 
 from __future__ import annotations

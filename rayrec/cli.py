@@ -1,4 +1,4 @@
-"""The ``rayrec`` command: train, evaluate, info.
+"""The ``rayrec`` command: train, evaluate, info, tune.
 
 Usage errors and bad specs print one line on stderr and exit with code 2; never a traceback.
 """
@@ -119,6 +119,18 @@ def _parser() -> _Parser:
     e.add_argument("--json", action="store_true", help="print the results as JSON")
 
     sub.add_parser("info", help="environments, policy presets and resources")
+
+    h = sub.add_parser("tune", help="hyperparameter search with Ray Tune over a search space")
+    h.add_argument("--env", type=Path, help="environment spec (envs/*.yaml)")
+    h.add_argument("--policy", type=Path, help="policy spec (policies/*.yaml)")
+    h.add_argument("--space", type=Path, help="search space (tune/*.yaml)")
+    h.add_argument("--samples", type=_positive_int, help="trials to sample (default: the space's)")
+    h.add_argument("--out", type=Path, help="sweep folder (default runs/tune-ALGO-TIMESTAMP)")
+    h.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as in train")
+    h.add_argument("--profile", help="resource profile, as in train")
+    h.add_argument("--address", help="Ray cluster address (default: start Ray in-process)")
+    h.add_argument("--resume", action="store_true", help="continue the interrupted sweep in --out")
+    h.add_argument("--quiet", action="store_true", help="no Tune progress output")
     return p
 
 
@@ -128,7 +140,8 @@ def _table(rows: list[list[str]]) -> None:
 
     table = Table(show_header=True, header_style="bold")
     for column in rows[0]:
-        table.add_column(column, justify="left" if column == "policy" else "right")
+        justify = "left" if column in ("policy", "trial", "status") else "right"
+        table.add_column(column, justify=justify, overflow="fold")
     for row in rows[1:]:
         table.add_row(*row)
     Console(width=120).print(table)
@@ -244,6 +257,35 @@ def _profile_overrides(profile: str | None) -> list[str]:
     return out
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from rayrec.tuning.sweep import SweepFailed, SweepInterrupted, plan_sweep, run_sweep
+
+    plan = None
+    if args.resume:
+        if args.out is None:
+            raise SpecError("--resume needs --out DIR (the sweep folder to continue)")
+        if args.env or args.policy or args.space or args.set or args.profile or args.samples:
+            raise SpecError("--resume continues the saved sweep; only --out/--address are allowed")
+    else:
+        if args.env is None or args.policy is None or args.space is None:
+            raise SpecError("tune needs --env SPEC, --policy SPEC and --space SPACE")
+        overrides = [*_profile_overrides(args.profile), *args.set]
+        plan = plan_sweep(args.env, args.policy, args.space, overrides, args.samples)
+    out = args.out or Path("runs") / f"tune-{plan.policy['algorithm'].lower()}-{_stamp()}"
+    try:
+        summary = run_sweep(plan, out, resume=args.resume, address=args.address, quiet=args.quiet)
+    except SweepInterrupted as e:
+        print(f"rayrec: {e}", file=sys.stderr)
+        return 130
+    except SweepFailed as e:
+        print(f"rayrec: error: {e}", file=sys.stderr)
+        return 1
+    _table(summary.rows)
+    print(f"best trial: {summary.best_trial} ({summary.best_value:.4g}) {summary.best_params}")
+    print(f"sweep folder: {out}  (best.yaml, best_checkpoint/, trials.csv, metric_over_time.png)")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from rayrec.runner import comparison_table, evaluate_checkpoint
     from rayrec.specs import EnvSpec, load_yaml
@@ -307,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         "collect": _cmd_collect,
         "evaluate": _cmd_evaluate,
         "info": _cmd_info,
+        "tune": _cmd_tune,
     }
     try:
         return commands[args.command](args)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["Metrics"]
+__all__ = ["Metrics", "TrialMetrics"]
 
 
 class Metrics:
@@ -35,3 +35,29 @@ class Metrics:
         COVERAGE,
     )
     """Keys every metrics dict carries (the contract of results.json)."""
+
+
+class TrialMetrics:
+    """Keys a ``rayrec tune`` trial reports every iteration; any of them can be a sweep's metric.
+
+    ``eval/KEY`` is :class:`Metrics` ``KEY`` of the trial's module evaluated in the simulator.
+    """
+
+    EVAL_PREFIX = "eval/"
+    EVAL_RETURN = EVAL_PREFIX + Metrics.RETURN_MEAN
+    """The default metric: long-term return per user lifetime in the simulator."""
+    TRAIN_RETURN = "train/episode_return_mean"
+    TRAIN_EPISODE_LEN = "train/episode_len_mean"
+    ENV_STEPS = "train/env_steps"
+    ITERATION = "training_iteration"
+    """Tune's count of reports: one per training iteration (the schedulers' time axis)."""
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """Every metric a sweep may optimise."""
+        evaluation = [
+            cls.EVAL_PREFIX + value
+            for name, value in vars(Metrics).items()
+            if name.isupper() and isinstance(value, str) and value != Metrics.USERS
+        ]
+        return (*evaluation, cls.TRAIN_RETURN, cls.TRAIN_EPISODE_LEN)

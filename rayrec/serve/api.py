@@ -5,7 +5,8 @@ scoring) and under plain uvicorn (the benchmark's floor, scoring one request at 
 
 Every error answer is JSON ``{"error": "<one line>", "details": [...]}``: 400 for malformed JSON,
 404 for unknown paths and request ids, 405 for wrong methods, 413 for bodies over
-``MAX_BODY_BYTES``, 422 for anything that parses but is invalid. Request bodies are parsed as JSON
+``MAX_BODY_BYTES``, 415 for a POST without a JSON content type, 422 for anything that parses but
+is invalid. Request bodies are parsed as JSON
 by pydantic; nothing from a request is ever unpickled.
 """
 
@@ -32,7 +33,7 @@ from rayrec.serve.schemas import (
 )
 from rayrec.serve.service import Job, RecommenderService, RequestError
 
-__all__ = ["BodyLimit", "Scorer", "make_api"]
+__all__ = ["RequestLimits", "Scorer", "make_api"]
 
 Scorer = Callable[[Job], Awaitable[np.ndarray]]
 """Scores one job's candidates; inside Serve a ``@serve.batch`` method that batches jobs."""
@@ -47,8 +48,9 @@ def _error(status: int, message: str, details: list[dict[str, Any]] | None = Non
     return JSONResponse(body, status_code=status)
 
 
-class BodyLimit:
-    """ASGI middleware: bodies over ``max_bytes`` get 413 before anything parses them.
+class RequestLimits:
+    """ASGI middleware: bodies over ``max_bytes`` get 413 before anything parses them, and a POST
+    that does not declare a JSON body (``Content-Type: application/json``) gets 415.
 
     A declared Content-Length over the limit is refused at once; otherwise the body is read up to
     the limit (chunked uploads included) and replayed to the app.
@@ -61,17 +63,18 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = _error(413, f"request body larger than {self.max_bytes} bytes")
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    await _error(400, "invalid Content-Length header")(scope, receive, send)
-                    return
-                if declared > self.max_bytes:
-                    await too_large(scope, receive, send)
-                    return
+        headers = dict(scope.get("headers", []))
+        if scope.get("method") == "POST" and not _is_json(headers.get(b"content-type", b"")):
+            await _error(415, "Content-Type must be application/json")(scope, receive, send)
+            return
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                await _error(400, "invalid Content-Length header")(scope, receive, send)
+                return
+            if int(declared) > self.max_bytes:
+                await self._too_large(scope, receive, send)
+                return
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -80,7 +83,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await too_large(scope, receive, send)
+                await self._too_large(scope, receive, send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -95,6 +98,16 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: dict, receive: Callable, send: Callable) -> None:
+        await _error(413, f"request body larger than {self.max_bytes} bytes")(scope, receive, send)
+
+
+def _is_json(content_type: bytes) -> bool:
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (
+        media.startswith(b"application/") and media.endswith(b"+json")
+    )
 
 
 def _details(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -125,7 +138,7 @@ def make_api(service: RecommenderService, score: Scorer) -> FastAPI:
         version=API_VERSION,
         description="Recommendations from trained rayrec policies, with propensities.",
     )
-    api.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    api.add_middleware(RequestLimits, max_bytes=MAX_BODY_BYTES)
 
     @api.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

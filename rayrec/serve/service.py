@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import hmac
 import math
+import os
 import secrets
 import struct
 import time
@@ -100,7 +101,8 @@ class ServiceSettings:
     """... or this many seconds after the first waiting row, and at shutdown."""
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.split, int | float) and 0.0 <= self.split <= 1.0):
+        split_ok = isinstance(self.split, int | float) and not isinstance(self.split, bool)
+        if not (split_ok and 0.0 <= self.split <= 1.0):
             raise SpecError(f"--split ({self.split!r}) must be a number in [0, 1]")
         if isinstance(self.flush_rows, bool) or not (
             isinstance(self.flush_rows, int) and self.flush_rows >= 1
@@ -156,9 +158,14 @@ class ServiceSettings:
                 raise SpecError(f"{flag} {ckpt}: no spec.yaml above it; pass --env")
         if self.env is not None:
             load_env(self.env)
-        if self.log_dir is not None and Path(self.log_dir).exists():
-            if not Path(self.log_dir).is_dir():
-                raise SpecError(f"--log-dir {self.log_dir}: exists and is not a directory")
+        if self.log_dir is not None:
+            folder = Path(self.log_dir)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise SpecError(f"--log-dir {folder}: cannot create it ({e.strerror})") from None
+            if not os.access(folder, os.W_OK):
+                raise SpecError(f"--log-dir {folder}: not writable")
 
 
 def load_env(path: str) -> EnvSpec:

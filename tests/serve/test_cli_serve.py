@@ -30,12 +30,14 @@ from tests.serve.conftest import ROOT
         (["--checkpoint", "CKPT", "--replicas", "0"], "positive integer"),
         (["--checkpoint", "CKPT", "--env", "nope.yaml"], "nope.yaml: no such file"),
         (["--checkpoint", "BARE"], "no spec.yaml above it; pass --env"),
+        (["--checkpoint", "CKPT", "--log-dir", "FILE"], "cannot create it"),
     ],
 )
 def test_bad_serve_command_lines(args, message, module_runs, tmp_path, capsys):
     bare = tmp_path / "bare"
     subprocess.run(["cp", "-r", str(module_runs["ppo"]), str(bare)], check=True)
-    swap = {"CKPT": str(module_runs["ppo"]), "BARE": str(bare)}
+    (tmp_path / "file").write_text("not a folder")
+    swap = {"CKPT": str(module_runs["ppo"]), "BARE": str(bare), "FILE": str(tmp_path / "file")}
     with pytest.raises(SystemExit) as exc:  # argparse exits itself; rayrec's errors return 2
         raise SystemExit(main(["serve", *[swap.get(a, a) for a in args]]))
     err = capsys.readouterr().err

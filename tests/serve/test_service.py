@@ -137,6 +137,7 @@ def test_ab_needs_the_same_catalog(module_runs, tmp_path):
     ("fields", "message"),
     [
         ({"split": 1.5}, "--split"),
+        ({"split": True}, "--split"),
         ({"flush_rows": 0}, "flush_rows"),
         ({"flush_seconds": float("inf")}, "flush_seconds"),
         ({"request_id_key": "xyz"}, "hex"),

@@ -5,7 +5,10 @@ user with five history items, candidates retrieved by the service, k = 1, mode '
 the answer and send the next. For C in (1, 8, 32) it measures p50 and p99 latency and requests/s
 of rayrec's Ray Serve app (one replica, ``@serve.batch``) and, in the same run, of the same API
 and model served by plain uvicorn without Ray (one process, one request at a time: the floor).
-Both write the impression log. Each cell is the median over repeats; servers and client counts are
+Both write the impression log. Next to latency it reports the servers' CPU time per request
+(Linux /proc: for Serve every process Ray started, for plain the uvicorn process), which a
+machine shared with other work disturbs far less than it disturbs latency. Each cell is the median
+over repeats; servers and client counts are
 interleaved so that drift in the machine's load hits both alike.
 
     python benchmarks/bench_serve.py [--checkpoint DIR] [--seconds 8] [--repeats 3]
@@ -87,7 +90,34 @@ async def _load(url: str, clients: int, seconds: float, warmup: float, num_items
     }
 
 
-def _run_load(url: str, clients: int, seconds: float, warmup: float, num_items: int) -> dict:
+def _cpu_seconds(root: int, skip: set[int]) -> float:
+    """User + system CPU seconds of the live processes under ``root`` (Linux /proc), not
+    counting the ``skip`` ones and their descendants."""
+    children: dict[int, list[int]] = {}
+    ticks: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+        ticks[int(entry)] = int(fields[11]) + int(fields[12])
+    total, stack = 0, [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in skip:
+                total += ticks.get(child, 0)
+                stack.append(child)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _run_load(
+    url: str, clients: int, args: argparse.Namespace, num_items: int, server: tuple[int, set[int]]
+) -> dict:
+    """One cell; ``server`` is (root pid, pids to skip) of the server's processes, whose CPU time
+    per request is measured over the cell (warm-up included)."""
     cmd = [
         sys.executable,
         __file__,
@@ -96,14 +126,24 @@ def _run_load(url: str, clients: int, seconds: float, warmup: float, num_items: 
         "--clients",
         str(clients),
         "--seconds",
-        str(seconds),
+        str(args.seconds),
         "--warmup",
-        str(warmup),
+        str(args.warmup),
         "--num-items",
         str(num_items),
     ]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    load = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    root, skip = server
+    before = _cpu_seconds(root, {*skip, load.pid})
+    out, _ = load.communicate(timeout=600)
+    after = _cpu_seconds(root, {*skip, load.pid})
+    if load.returncode != 0:
+        raise RuntimeError(f"the load generator failed ({load.returncode})")
+    result = json.loads(out.strip().splitlines()[-1])
+    # The load generator's clock: requests in the measured window plus the warm-up's share.
+    served = result["rps"] * (args.seconds + args.warmup)
+    result["cpu_ms"] = 1000 * (after - before) / max(served, 1)
+    return result
 
 
 # ---- the plain FastAPI + uvicorn server (its own process) -------------------------------------
@@ -220,10 +260,13 @@ def main() -> None:
             for url in urls.values():
                 _wait_ready(url)
             cells: dict[tuple[str, int], list[dict]] = {}
+            load_before = os.getloadavg()[0]
+            # Serve's processes: everything Ray started under this driver; plain's: its process.
+            servers = {"serve": (os.getpid(), {plain.pid}), "plain": (plain.pid, set())}
             for repeat in range(args.repeats):
                 for c in clients:
                     for name, url in urls.items():
-                        result = _run_load(url, c, args.seconds, args.warmup, num_items)
+                        result = _run_load(url, c, args, num_items, servers[name])
                         cells.setdefault((name, c), []).append(result)
                         sys.stderr.write(f"repeat {repeat + 1} {name:>5} {c:>2} clients {result}\n")
         finally:
@@ -231,26 +274,31 @@ def main() -> None:
             plain.wait(timeout=60)
             serve.shutdown()
             ray.shutdown()
-    _print_table(cells, clients, args)
+            loads = (load_before, os.getloadavg()[0])
+    _print_table(cells, clients, args, loads)
 
 
-def _print_table(cells: dict, clients: list[int], args: argparse.Namespace) -> None:
+def _print_table(
+    cells: dict, clients: list[int], args: argparse.Namespace, loads: tuple[float, float]
+) -> None:
     def median(name: str, c: int, key: str) -> float:
         return statistics.median(r[key] for r in cells[(name, c)])
 
     print(
-        f"\n{os.cpu_count()} CPUs; median of {args.repeats} repeat(s) of {args.seconds:g} s "
-        "per cell; closed loop, separate client process\n"
+        f"\n{os.cpu_count()} CPUs (1-minute load average {loads[0]:.1f} before, {loads[1]:.1f} "
+        f"after); median of {args.repeats} repeat(s) of {args.seconds:g} s per cell; closed "
+        "loop, separate client process\n"
     )
-    print("| server | clients | p50 ms | p99 ms | requests/s | errors |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| server | clients | p50 ms | p99 ms | requests/s | server CPU ms/request | errors |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for c in clients:
         for name in ("serve", "plain"):
             errors = sum(r["errors"] for r in cells[(name, c)])
             label = "rayrec Serve app" if name == "serve" else "plain FastAPI + uvicorn"
             print(
                 f"| {label} | {c} | {median(name, c, 'p50_ms'):.1f} | "
-                f"{median(name, c, 'p99_ms'):.1f} | {median(name, c, 'rps'):.0f} | {errors} |"
+                f"{median(name, c, 'p99_ms'):.1f} | {median(name, c, 'rps'):.0f} | "
+                f"{median(name, c, 'cpu_ms'):.1f} | {errors} |"
             )
     print("\n| clients | Serve/plain p50 | Serve/plain p99 | Serve/plain requests/s |")
     print("| ---: | ---: | ---: | ---: |")

@@ -9,12 +9,13 @@ import pytest
 from rayrec.specs import EnvSpec, PolicySpec, apply_overrides, load_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-# A small world: the catalog builds in milliseconds and every id below 500 is an item.
+# A small world: the catalog builds in milliseconds and every id below 500 is an item. The test
+# modules repeat NUM_ITEMS (they need it at import time, for parametrisation).
 NUM_ITEMS = 500
-WORLD = ["env.num_items=500"]
+WORLD = [f"env.num_items={NUM_ITEMS}"]
 
 
-def specs(policy: str, overrides: list[str] | None = None) -> tuple[EnvSpec, PolicySpec]:
+def _specs(policy: str, overrides: list[str] | None = None) -> tuple[EnvSpec, PolicySpec]:
     env, pol = apply_overrides(
         load_yaml(ROOT / "envs" / "session.yaml"),
         load_yaml(ROOT / "policies" / policy),
@@ -24,12 +25,18 @@ def specs(policy: str, overrides: list[str] | None = None) -> tuple[EnvSpec, Pol
 
 
 @pytest.fixture(scope="session")
+def serve_specs():
+    """``serve_specs(policy_file, overrides)``: env and policy specs of the serving tests' world."""
+    return _specs
+
+
+@pytest.fixture(scope="session")
 def module_runs(tmp_path_factory) -> dict[str, Path]:
     """Untrained run folders (spec.yaml + checkpoints/final) of a policy and a Q module."""
     from rayrec.serve.policy import save_untrained_run
 
     root = tmp_path_factory.mktemp("serve-runs")
     return {
-        "ppo": save_untrained_run(root / "ppo", *specs("ppo.yaml"), seed=1),
-        "dqn": save_untrained_run(root / "dqn", *specs("apex_dqn.yaml"), seed=2),
+        "ppo": save_untrained_run(root / "ppo", *_specs("ppo.yaml"), seed=1),
+        "dqn": save_untrained_run(root / "dqn", *_specs("apex_dqn.yaml"), seed=2),
     }

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,7 +16,8 @@ import yaml
 
 from rayrec.cli import main
 from rayrec.serve.log import read_log
-from tests.serve.conftest import ROOT
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,8 @@ import pytest
 
 from rayrec.serve.policy import ServedPolicy, choose_slate, find_module_dir
 from rayrec.specs import SpecError
-from tests.serve.conftest import NUM_ITEMS, specs
+
+NUM_ITEMS = 500  # the world of tests/serve/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -176,8 +177,8 @@ def test_q_module_serves_q_values(policies):
     assert np.all(np.isfinite(served.scores(obs)))
 
 
-def test_wrong_environment_is_refused(module_runs):
-    env, _ = specs("ppo.yaml", ["env.history_len=4"])
+def test_wrong_environment_is_refused(module_runs, serve_specs):
+    env, _ = serve_specs("ppo.yaml", ["env.history_len=4"])
     with pytest.raises(SpecError, match="history_features"):
         ServedPolicy.load(module_runs["ppo"], env)
 

@@ -7,6 +7,7 @@ import asyncio
 import json
 import socket
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -16,9 +17,11 @@ from rayrec.cli import main
 from rayrec.serve.log import FEEDBACK_DIR, Impressions, impression_schema, read_log
 from rayrec.serve.schemas import MAX_CANDIDATES, MAX_K
 from rayrec.serve.service import ab_share
-from tests.serve.conftest import NUM_ITEMS, ROOT, WORLD
 
 pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+NUM_ITEMS = 500  # the world of tests/serve/conftest.py
 
 SPLIT = 0.5
 CONTEXT = [0.0, 0.2, 0.5, 0.5, 0.1]
@@ -33,7 +36,7 @@ TINY_TRAINING = [
     *("--set", "training.train_batch_size_per_learner=256"),
     *("--set", "training.minibatch_size=64"),
     *("--set", "training.num_epochs=1"),
-    *("--set", WORLD[0]),
+    *("--set", f"env.num_items={NUM_ITEMS}"),
 ]
 
 

@@ -17,9 +17,10 @@ from rayrec.serve.service import (
     verify_request_id,
 )
 from rayrec.specs import SpecError
-from tests.serve.conftest import NUM_ITEMS, specs
 
 KEY = bytes(range(32))
+
+NUM_ITEMS = 500  # the world of tests/serve/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -124,10 +125,10 @@ def test_feedback_reward_and_checks(service):
     assert err.value.status == 404
 
 
-def test_ab_needs_the_same_catalog(module_runs, tmp_path):
+def test_ab_needs_the_same_catalog(module_runs, serve_specs, tmp_path):
     from rayrec.serve.policy import save_untrained_run
 
-    other = save_untrained_run(tmp_path / "other", *specs("ppo.yaml", ["env.world_seed=9"]))
+    other = save_untrained_run(tmp_path / "other", *serve_specs("ppo.yaml", ["env.world_seed=9"]))
     settings = ServiceSettings(checkpoint=str(module_runs["ppo"]), ab_checkpoint=str(other))
     with pytest.raises(SpecError, match="another catalog"):
         RecommenderService.load(settings)

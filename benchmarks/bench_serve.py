@@ -92,7 +92,7 @@ async def _load(url: str, clients: int, seconds: float, warmup: float, num_items
 
 def _cpu_seconds(root: int, skip: set[int]) -> float:
     """User + system CPU seconds of the live processes under ``root`` (Linux /proc), not
-    counting the ``skip`` ones and their descendants."""
+    counting the ``skip`` ones and their descendants; ``root`` itself counts unless skipped."""
     children: dict[int, list[int]] = {}
     ticks: dict[int, int] = {}
     for entry in os.listdir("/proc"):
@@ -104,7 +104,7 @@ def _cpu_seconds(root: int, skip: set[int]) -> float:
             continue
         children.setdefault(int(fields[1]), []).append(int(entry))
         ticks[int(entry)] = int(fields[11]) + int(fields[12])
-    total, stack = 0, [root]
+    total, stack = (0 if root in skip else ticks.get(root, 0)), [root]
     while stack:
         for child in children.get(stack.pop(), []):
             if child not in skip:
@@ -262,7 +262,15 @@ def main() -> None:
             cells: dict[tuple[str, int], list[dict]] = {}
             load_before = os.getloadavg()[0]
             # Serve's processes: everything Ray started under this driver; plain's: its process.
-            servers = {"serve": (os.getpid(), {plain.pid}), "plain": (plain.pid, set())}
+            servers = {
+                "serve": (os.getpid(), {os.getpid(), plain.pid}),
+                "plain": (plain.pid, set()),
+            }
+            idle = {}
+            for name, (root, skip) in servers.items():
+                before = _cpu_seconds(root, skip)
+                time.sleep(args.seconds)
+                idle[name] = (_cpu_seconds(root, skip) - before) / args.seconds
             for repeat in range(args.repeats):
                 for c in clients:
                     for name, url in urls.items():
@@ -275,11 +283,15 @@ def main() -> None:
             serve.shutdown()
             ray.shutdown()
             loads = (load_before, os.getloadavg()[0])
-    _print_table(cells, clients, args, loads)
+    _print_table(cells, clients, args, loads, idle)
 
 
 def _print_table(
-    cells: dict, clients: list[int], args: argparse.Namespace, loads: tuple[float, float]
+    cells: dict,
+    clients: list[int],
+    args: argparse.Namespace,
+    loads: tuple[float, float],
+    idle: dict[str, float],
 ) -> None:
     def median(name: str, c: int, key: str) -> float:
         return statistics.median(r[key] for r in cells[(name, c)])
@@ -307,6 +319,11 @@ def _print_table(
             median("serve", c, k) / median("plain", c, k) for k in ("p50_ms", "p99_ms", "rps")
         ]
         print(f"| {c} | {ratios[0]:.2f} | {ratios[1]:.2f} | {ratios[2]:.2f} |")
+    print(
+        f"\nIdle (no requests), the Serve app's processes use {100 * idle['serve']:.0f}% of a CPU "
+        f"and the plain server {100 * idle['plain']:.0f}%; the CPU per request above includes "
+        "that background."
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The ``rayrec`` command: train, evaluate, info, tune.
+"""The ``rayrec`` command: train, collect, evaluate, tune, serve, info.
 
 Usage errors and bad specs print one line on stderr and exit with code 2; never a traceback.
 """
@@ -117,6 +117,22 @@ def _parser() -> _Parser:
     e.add_argument("--seed", type=_int, default=12345)
     e.add_argument("--baselines", type=_baselines, default=DEFAULT_BASELINES)
     e.add_argument("--json", action="store_true", help="print the results as JSON")
+
+    s = sub.add_parser("serve", help="serve a checkpoint over HTTP with Ray Serve")
+    s.add_argument("--checkpoint", type=Path, required=True, help="checkpoint directory (model A)")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    s.add_argument("--port", type=_number(int, lambda v: 1 <= v <= 65535, "a port"), default=8000)
+    s.add_argument("--replicas", type=_positive_int, default=1, help="Serve replicas (default 1)")
+    s.add_argument("--log-dir", type=Path, help="impression log folder (default: no log)")
+    s.add_argument("--ab", type=Path, metavar="CHECKPOINT_B", help="serve a second checkpoint")
+    s.add_argument(
+        "--split",
+        type=_number(float, lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+        help="share of users (stable hash of the user id) served by --ab (default 0.5)",
+    )
+    s.add_argument("--env", type=Path, help="environment spec (default: the run's own)")
+    s.add_argument("--num-cpus", type=_positive_float, default=0.5, help="CPUs per replica")
+    s.add_argument("--address", help="Ray cluster address (default: start Ray in-process)")
 
     sub.add_parser("info", help="environments, policy presets and resources")
 
@@ -299,6 +315,26 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    if args.split is not None and args.ab is None:
+        raise SpecError("--split needs --ab CHECKPOINT_B")
+    from rayrec.serve.service import ServiceSettings
+
+    settings = {
+        "checkpoint": str(args.checkpoint),
+        "ab_checkpoint": None if args.ab is None else str(args.ab),
+        "split": 0.5 if args.split is None else args.split,
+        "env": None if args.env is None else str(args.env),
+        "log_dir": None if args.log_dir is None else str(args.log_dir),
+    }
+    ServiceSettings(**settings).check()  # fails fast, before Ray Serve is even imported
+    from rayrec.serve.app import serve_forever
+
+    options = {"replicas": args.replicas, "num_cpus": args.num_cpus}
+    serve_forever({**settings, **options}, host=args.host, port=args.port, address=args.address)
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
@@ -350,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         "evaluate": _cmd_evaluate,
         "info": _cmd_info,
         "tune": _cmd_tune,
+        "serve": _cmd_serve,
     }
     try:
         return commands[args.command](args)

@@ -1,0 +1,154 @@
+"""rayrec on Ray Serve: one FastAPI ingress deployment whose replicas hold the policies.
+
+Each replica loads the inference-only RLModule(s) and the catalog once, serves the API of
+:mod:`rayrec.serve.api`, scores concurrent requests together with ``@serve.batch`` (one forward
+pass per model version per batch) and writes its own impression log files. The request goes from
+Serve's HTTP proxy straight to a replica: no second hop between an ingress and a model deployment.
+
+``build_app`` is the application builder for ``serve run`` / ``serve deploy`` (configs/serve.yaml);
+``serve_forever`` is what ``rayrec serve`` runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import threading
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from rayrec.serve.api import make_api
+from rayrec.serve.service import Job, RecommenderService, ServiceSettings
+from rayrec.specs import SpecError
+
+__all__ = ["APP_NAME", "DEPLOYMENT_NAME", "DeploymentOptions", "build_app", "serve_forever"]
+
+APP_NAME = "rayrec"
+DEPLOYMENT_NAME = "Recommender"
+
+
+@dataclasses.dataclass(frozen=True)
+class DeploymentOptions:
+    """How the deployment runs (everything that is not the service itself)."""
+
+    replicas: int = 1
+    """Number of replicas; each holds every served model."""
+    num_cpus: float = 0.5
+    """CPUs reserved per replica."""
+    max_batch_size: int = 32
+    """Most requests scored in one forward pass."""
+    batch_wait_s: float = 0.001
+    """How long a batch waits for more requests after its first (adds to a lone request's latency)."""
+    max_ongoing_requests: int = 64
+    """Requests a replica accepts at once before Serve queues them elsewhere."""
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("replicas", self.replicas, 1, 1024, int),
+            ("num_cpus", self.num_cpus, 0.0, 1024.0, float),
+            ("max_batch_size", self.max_batch_size, 1, 4096, int),
+            ("batch_wait_s", self.batch_wait_s, 0.0, 1.0, float),
+            ("max_ongoing_requests", self.max_ongoing_requests, 1, 100_000, int),
+        )
+        for name, value, lo, hi, kind in checks:
+            ok_type = isinstance(value, int) if kind is int else isinstance(value, int | float)
+            if isinstance(value, bool) or not ok_type or not lo <= value <= hi:
+                what = "an integer" if kind is int else "a number"
+                raise SpecError(f"{name} ({value!r}) must be {what} in [{lo}, {hi}]")
+
+
+@serve.deployment(
+    name=DEPLOYMENT_NAME,
+    ray_actor_options={"num_cpus": 0.5},
+    max_ongoing_requests=64,
+    health_check_period_s=2.0,
+    health_check_timeout_s=30.0,
+    graceful_shutdown_timeout_s=20.0,
+)
+@serve.ingress()
+class Recommender:
+    """A Serve replica: the service, its batched scorer and its log writers."""
+
+    def __init__(
+        self, settings: dict[str, Any], max_batch_size: int = 32, batch_wait_s: float = 0.001
+    ) -> None:
+        import torch
+
+        # A replica owns a fraction of a CPU; torch's thread pool would only fight its neighbours.
+        torch.set_num_threads(1)
+        replica = serve.get_replica_context().replica_id.unique_id
+        self.service = RecommenderService.load(ServiceSettings.from_dict(settings), replica)
+        self._score.set_max_batch_size(max_batch_size)
+        self._score.set_batch_wait_timeout_s(batch_wait_s)
+
+    def __serve_build_asgi_app__(self) -> Any:
+        return make_api(self.service, self._score)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.001)
+    async def _score(self, jobs: list[Job]) -> list[np.ndarray]:
+        return self.service.score(jobs)
+
+    def check_health(self) -> None:
+        self.service.check()
+
+    def __del__(self) -> None:
+        # Serve calls this on graceful shutdown: write what the logs still buffer.
+        service = getattr(self, "service", None)
+        if service is not None:
+            service.close()
+
+
+def build_app(args: dict[str, Any]) -> serve.Application:
+    """The Serve application for ``args``: :class:`ServiceSettings` fields (``checkpoint`` is
+    required) plus :class:`DeploymentOptions` fields. Used by ``serve run``/``serve deploy``
+    through ``import_path: rayrec.serve.app:build_app`` and by ``rayrec serve``."""
+    args = dict(args or {})
+    option_names = {f.name for f in dataclasses.fields(DeploymentOptions)}
+    options = DeploymentOptions(**{k: args.pop(k) for k in list(args) if k in option_names})
+    if "checkpoint" not in args:
+        raise SpecError("serve: the application needs a checkpoint argument")
+    settings = ServiceSettings.from_dict(args).resolved()
+    settings.check()
+    return Recommender.options(
+        num_replicas=options.replicas,
+        ray_actor_options={"num_cpus": options.num_cpus},
+        max_ongoing_requests=options.max_ongoing_requests,
+    ).bind(settings.to_dict(), options.max_batch_size, options.batch_wait_s)
+
+
+def serve_forever(
+    args: dict[str, Any],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    address: str | None = None,
+    ready: threading.Event | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Start Ray (unless connected to ``address``) and Serve, run the app until ``stop`` is set
+    (or Ctrl-C), then shut Serve down so that every replica flushes its log."""
+    import ray
+
+    app = build_app(args)  # bad arguments fail here, before Ray starts
+    started_ray = False
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        started_ray = True
+    try:
+        serve.start(http_options={"host": host, "port": port})
+        serve.run(app, name=APP_NAME, route_prefix="/")
+        sys.stderr.write(f"rayrec serve: listening on http://{host}:{port} (Ctrl-C stops)\n")
+        if ready is not None:
+            ready.set()
+        (stop or threading.Event()).wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve.shutdown()
+        if started_ray:
+            ray.shutdown()

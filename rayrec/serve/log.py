@@ -1,0 +1,297 @@
+"""The impression log: every served slate and every feedback event, appended to parquet in batches.
+
+Two tables live under the log folder, one file per flush::
+
+    LOGDIR/impressions/part-<replica>-<seq>.parquet   one row per served slate
+    LOGDIR/feedback/part-<replica>-<seq>.parquet      one row per feedback event
+
+The impression columns are those of ``rayrec collect`` (same names for the same concepts), so
+offline training and evaluation read both. Widths of the fixed-size lists are fixed per log: H is
+the served environment's ``history_len``, M the service's ``max_candidates`` and K its ``max_k``;
+shorter candidate lists and slates are padded (ids -1, mask 0, probabilities 0) and
+``num_candidates`` / ``slate_size`` say how much of each row is real. The widths are also stored
+in the file's schema metadata. docs/serving.md documents every column.
+
+A file is written to a hidden temporary name in the same folder and renamed into place, so a reader
+never sees half a file. Rows are buffered and flushed by a background thread every
+``flush_rows`` rows or ``flush_seconds`` seconds, whichever comes first, and at close: a crash loses
+at most that much of the log, and the request path never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rayrec.sim.config import NUM_CONTEXT, NUM_RESPONSES
+
+__all__ = [
+    "FEEDBACK_DIR",
+    "IMPRESSIONS_DIR",
+    "Feedback",
+    "Impressions",
+    "ParquetLog",
+    "feedback_schema",
+    "impression_schema",
+    "read_log",
+]
+
+IMPRESSIONS_DIR = "impressions"
+FEEDBACK_DIR = "feedback"
+SCHEMA_VERSION = "1"
+# Padding of ids (items, candidate indices) beyond a row's real length, as in observations.
+PAD_ID = -1
+
+
+class Impressions:
+    """Column names of the impression table (shared with ``rayrec collect`` where marked)."""
+
+    REQUEST_ID = "request_id"
+    """string: the id returned to the caller (collect: null)."""
+    USER_ID = "user_id"
+    """int64."""
+    TIME = "time"
+    """float64 unix seconds at which the slate was served."""
+    POLICY = "policy"
+    """string: the model version that chose the slate (collect: the behaviour policy's name)."""
+    HISTORY_ITEMS = "history_items"
+    """fixed_size_list<int64>[H]: item ids, oldest first, -1 padding at the start."""
+    HISTORY_RESPONSES = "history_responses"
+    """fixed_size_list<float32>[H*4]: click, watch, like, skip of each history entry, row-major."""
+    CONTEXT = "context"
+    """fixed_size_list<float32>[5]: the context the policy saw."""
+    CANDIDATE_ITEMS = "candidate_items"
+    """fixed_size_list<int64>[M]: candidate item ids, -1 padding at the end."""
+    ACTION_MASK = "action_mask"
+    """fixed_size_list<int8>[M]: 1 where the candidate could be chosen."""
+    ACTION = "action"
+    """fixed_size_list<int64>[K]: indices into candidate_items in slate order, -1 padding."""
+    SLATE_ITEMS = "slate_items"
+    """fixed_size_list<int64>[K]: the served item ids in slate order, -1 padding."""
+    PROPENSITY = "propensity"
+    """float64: probability of the whole served slate under the serving policy."""
+    PROPENSITIES = "propensities"
+    """fixed_size_list<float64>[K]: per-position probabilities (see docs/serving.md), 0 padding."""
+    # Serving only:
+    MODE = "mode"
+    """string: 'greedy' or 'sample'."""
+    SLATE_SIZE = "slate_size"
+    """int32: k, the real length of action / slate_items / propensities."""
+    NUM_CANDIDATES = "num_candidates"
+    """int32: the real length of candidate_items / action_mask."""
+    SCORES = "scores"
+    """fixed_size_list<float32>[K]: the model's scores (logits or Q-values) of the slate."""
+
+
+class Feedback:
+    """Column names of the feedback table."""
+
+    REQUEST_ID = "request_id"
+    USER_ID = "user_id"
+    TIME = "time"
+    POLICY = "policy"
+    RESPONSES = "responses"
+    """list<float32>: click, watch, like, skip per slate position (4 * k values)."""
+    REWARD = "reward"
+    """float32: the served environment's reward of those responses, summed over the slate."""
+
+
+def _list(kind: pa.DataType, size: int = -1) -> pa.DataType:
+    # Parquet names list items "element"; declaring that name makes a read-back schema equal.
+    return pa.list_(pa.field("element", kind, nullable=False), size)
+
+
+def impression_schema(history_len: int, max_candidates: int, max_k: int) -> pa.Schema:
+    """Schema of the impression table with widths H, M and K."""
+    h, m, k = history_len, max_candidates, max_k
+    fields = [
+        (Impressions.REQUEST_ID, pa.string()),
+        (Impressions.USER_ID, pa.int64()),
+        (Impressions.TIME, pa.float64()),
+        (Impressions.POLICY, pa.string()),
+        (Impressions.HISTORY_ITEMS, _list(pa.int64(), h)),
+        (Impressions.HISTORY_RESPONSES, _list(pa.float32(), h * NUM_RESPONSES)),
+        (Impressions.CONTEXT, _list(pa.float32(), NUM_CONTEXT)),
+        (Impressions.CANDIDATE_ITEMS, _list(pa.int64(), m)),
+        (Impressions.ACTION_MASK, _list(pa.int8(), m)),
+        (Impressions.ACTION, _list(pa.int64(), k)),
+        (Impressions.SLATE_ITEMS, _list(pa.int64(), k)),
+        (Impressions.PROPENSITY, pa.float64()),
+        (Impressions.PROPENSITIES, _list(pa.float64(), k)),
+        (Impressions.MODE, pa.string()),
+        (Impressions.SLATE_SIZE, pa.int32()),
+        (Impressions.NUM_CANDIDATES, pa.int32()),
+        (Impressions.SCORES, _list(pa.float32(), k)),
+    ]
+    meta = {
+        "rayrec.table": IMPRESSIONS_DIR,
+        "rayrec.schema_version": SCHEMA_VERSION,
+        "rayrec.history_len": str(h),
+        "rayrec.max_candidates": str(m),
+        "rayrec.max_k": str(k),
+    }
+    return pa.schema(
+        [pa.field(n, t, nullable=n == Impressions.REQUEST_ID) for n, t in fields], meta
+    )
+
+
+def feedback_schema() -> pa.Schema:
+    """Schema of the feedback table."""
+    fields = [
+        (Feedback.REQUEST_ID, pa.string()),
+        (Feedback.USER_ID, pa.int64()),
+        (Feedback.TIME, pa.float64()),
+        (Feedback.POLICY, pa.string()),
+        (Feedback.RESPONSES, _list(pa.float32())),
+        (Feedback.REWARD, pa.float32()),
+    ]
+    meta = {"rayrec.table": FEEDBACK_DIR, "rayrec.schema_version": SCHEMA_VERSION}
+    return pa.schema([pa.field(n, t, nullable=False) for n, t in fields], meta)
+
+
+def _column(values: Sequence[Any], field: pa.Field) -> pa.Array:
+    """One Arrow column from per-row Python or NumPy values (fixed-size lists from arrays)."""
+    kind = field.type
+    if pa.types.is_fixed_size_list(kind):
+        flat = np.concatenate([np.asarray(v).reshape(-1) for v in values]) if values else []
+        inner = pa.array(np.asarray(flat, dtype=kind.value_type.to_pandas_dtype()), kind.value_type)
+        return pa.FixedSizeListArray.from_arrays(inner, kind.list_size)
+    if pa.types.is_list(kind):
+        return pa.array([np.asarray(v, dtype=np.float32) for v in values], kind)
+    return pa.array(values, kind)
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", text)[:64] or "x"
+
+
+class ParquetLog:
+    """Appends rows (dicts keyed by column name) to parquet files in ``folder``, in batches.
+
+    ``append`` only buffers; a background thread writes a file whenever ``flush_rows`` rows are
+    waiting or ``flush_seconds`` have passed since the first of them, and ``close`` writes the rest.
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        schema: pa.Schema,
+        writer: str,
+        flush_rows: int = 1024,
+        flush_seconds: float = 5.0,
+    ) -> None:
+        if flush_rows < 1 or not flush_seconds > 0:
+            raise ValueError(
+                f"flush_rows ({flush_rows}) must be >= 1 and flush_seconds ({flush_seconds}) > 0"
+            )
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.schema = schema
+        self.writer = _safe_name(writer)
+        self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
+        self._rows: list[dict[str, Any]] = []
+        self._first_at = 0.0
+        self._seq = 0
+        self._closed = False
+        self._error: BaseException | None = None
+        self._wake = threading.Condition()
+        self._io = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name=f"log-{self.writer}", daemon=True)
+        self._thread.start()
+
+    @property
+    def files_written(self) -> int:
+        return self._seq
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Buffer one row; never blocks on I/O."""
+        with self._wake:
+            if self._closed:
+                raise RuntimeError(f"{self.folder}: the log is closed")
+            self._rows.append(row)
+            if len(self._rows) == 1:
+                self._first_at = time.monotonic()
+                self._wake.notify()  # starts the flusher's clock
+            if len(self._rows) >= self.flush_rows:
+                self._wake.notify()
+
+    def check(self) -> None:
+        """Raise if the flushing thread died or failed to write (for health checks)."""
+        if self._error is not None:
+            raise RuntimeError(f"impression log {self.folder} failed: {self._error!r}")
+        if not self._thread.is_alive() and not self._closed:
+            raise RuntimeError(f"impression log {self.folder}: the flushing thread died")
+
+    def flush(self) -> None:
+        """Write every buffered row now."""
+        with self._wake:
+            rows, self._rows = self._rows, []
+        self._write(rows)
+
+    def close(self) -> None:
+        """Write the rest and stop the thread (idempotent)."""
+        with self._wake:
+            if self._closed:
+                return
+            self._closed = True
+            self._wake.notify()
+        self._thread.join(timeout=30)
+        self.flush()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._closed:
+                    waiting = len(self._rows)
+                    if waiting >= self.flush_rows:
+                        break
+                    if waiting:
+                        left = self.flush_seconds - (time.monotonic() - self._first_at)
+                        if left <= 0:
+                            break
+                        self._wake.wait(left)
+                    else:
+                        self._wake.wait()
+                if self._closed:
+                    return
+                rows, self._rows = self._rows, []
+            try:
+                self._write(rows)
+            except Exception as e:  # keep serving; health checks report it
+                self._error = e
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        table = pa.Table.from_arrays(
+            [_column([r[f.name] for r in rows], f) for f in self.schema], schema=self.schema
+        )
+        with self._io:
+            name = f"part-{self.writer}-{self._seq:06d}.parquet"
+            self._seq += 1
+            tmp = self.folder / f".{name}.tmp"
+            pq.write_table(table, tmp)
+            os.replace(tmp, self.folder / name)
+
+
+def read_log(log_dir: str | Path, table: str = IMPRESSIONS_DIR) -> pa.Table:
+    """All rows of one table of a log folder (``impressions`` or ``feedback``), file by file.
+
+    Temporary files (hidden names) are skipped; an empty or missing table gives zero rows.
+    """
+    if table not in (IMPRESSIONS_DIR, FEEDBACK_DIR):
+        raise ValueError(f"table ({table!r}) must be {IMPRESSIONS_DIR!r} or {FEEDBACK_DIR!r}")
+    folder = Path(log_dir) / table
+    files = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+    if not files:
+        return feedback_schema().empty_table() if table == FEEDBACK_DIR else pa.table({})
+    return pa.concat_tables([pq.read_table(f) for f in files])

@@ -1,0 +1,314 @@
+"""A served policy: the inference-only RLModule of a checkpoint plus the catalog it was trained on.
+
+Nothing else of the checkpoint is restored (no Algorithm, no env runners, no learner). The catalog
+and the candidate retriever are rebuilt from the run's environment spec exactly as the simulator
+builds them (they are a function of the spec's ``SimConfig``, ``world_seed`` included), so item
+``i`` means the same item to the server as it did to the policy during training.
+
+Slates and their propensities (documented in docs/serving.md):
+
+- ``sample``: the slate is drawn from the Plackett-Luce distribution of the module's scores over
+  the valid candidates (softmax for k = 1; for Q modules the softmax of the Q-values), i.e. k
+  draws without replacement. ``propensities[i]`` is the probability of the item at position i
+  given the items before it; ``propensity`` is their product, the probability of the whole
+  ordered slate.
+- ``greedy``: the top k scores (ties: lower candidate index first); the choice is deterministic,
+  so every propensity is 1.0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rayrec.envs.observation import Obs
+from rayrec.sim import CandidateRetriever, ItemCatalog, SimConfig
+from rayrec.sim.config import NUM_CONTEXT, NUM_RESPONSES
+from rayrec.specs import EnvSpec, SpecError
+
+__all__ = [
+    "ServedPolicy",
+    "choose_slate",
+    "find_module_dir",
+    "module_version",
+    "save_untrained_run",
+]
+
+_MODULE_ID = "default_policy"  # ray.rllib.core._MODULE_ID, without importing RLlib
+_MODULE_STATE = "module_state"
+_CTOR_FILE = "class_and_ctor_args.pkl"
+
+
+def find_module_dir(checkpoint: Path) -> Path:
+    """The RLModule folder of an Algorithm checkpoint, or ``checkpoint`` if it is one itself."""
+    for candidate in (
+        checkpoint / "learner_group" / "learner" / "rl_module" / _MODULE_ID,
+        checkpoint / "rl_module" / _MODULE_ID,
+        checkpoint,
+    ):
+        if (candidate / _CTOR_FILE).is_file() and any(candidate.glob(f"{_MODULE_STATE}*")):
+            return candidate
+    raise SpecError(f"{checkpoint}: not an rayrec/RLlib checkpoint (no RLModule state found)")
+
+
+def module_version(checkpoint: Path, module_dir: Path, run: Path | None = None) -> str:
+    """``RUN/CHECKPOINT@HASH``: the run folder's and the checkpoint's names plus a hash of the
+    module's weights, so that two different weights never share a version."""
+    digest = hashlib.sha256()
+    for path in sorted(module_dir.glob(f"{_MODULE_STATE}*")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    name = checkpoint.resolve().name
+    if run is not None:
+        name = f"{run.name}/{name}"
+    return f"{name}@{digest.hexdigest()[:8]}"
+
+
+def _load_inference_module(module_dir: Path) -> Any:
+    """Build the module class of the checkpoint with ``inference_only=True`` and load its weights.
+
+    The constructor arguments are read the way RLlib's ``from_checkpoint`` reads them (a pickle
+    written by RLlib into the checkpoint: the checkpoint is trusted, requests never are).
+    """
+    with (module_dir / _CTOR_FILE).open("rb") as f:
+        ctor = pickle.load(f)
+    args, kwargs = ctor["ctor_args_and_kwargs"]
+    module = ctor["class"](*args, **{**kwargs, "inference_only": True})
+    module.restore_from_path(module_dir)
+    module.eval()
+    return module
+
+
+def build_world(config: SimConfig) -> tuple[ItemCatalog, CandidateRetriever]:
+    """The catalog and retriever of ``config``'s world, exactly as the simulator builds them."""
+    from rayrec.sim import SessionSimulator
+
+    sim = SessionSimulator(config, num_users=1, seed=0)
+    return sim.catalog, sim.retriever
+
+
+def choose_slate(
+    scores: np.ndarray, valid: np.ndarray, k: int, mode: str, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A slate of k candidate indices and its per-position propensities.
+
+    Args:
+        scores: (M,) scores of the candidates (logits or Q-values).
+        valid: (M,) bool, candidates that may be chosen (at least k).
+        k: slate size.
+        mode: 'greedy' or 'sample' (see the module docstring).
+        rng: the draws of 'sample'.
+
+    Returns:
+        (k,) int64 indices in slate order and (k,) float64 propensities.
+    """
+    logits = np.where(valid, scores.astype(np.float64), -np.inf)
+    if mode == "greedy":
+        order = np.argsort(-logits, kind="stable")[:k]
+        return order.astype(np.int64), np.ones(k)
+    if mode != "sample":
+        raise ValueError(f"mode ({mode!r}) must be 'greedy' or 'sample'")
+    # Gumbel-top-k draws an ordered sample without replacement from Plackett-Luce (Kool et al.
+    # 2019); the propensities are then computed exactly, position by position.
+    noisy = logits + rng.gumbel(size=logits.shape)
+    order = np.argsort(-noisy, kind="stable")[:k]
+    rest = logits.copy()
+    props = np.empty(k)
+    for i, j in enumerate(order):
+        top = rest.max()
+        log_z = top + np.log(np.exp(rest - top).sum())
+        props[i] = np.exp(logits[j] - log_z)
+        rest[j] = -np.inf
+    return order.astype(np.int64), props
+
+
+@dataclass(frozen=True, eq=False)
+class ServedPolicy:
+    """One served model version: module, environment config, catalog and retriever."""
+
+    version: str
+    checkpoint: Path
+    env: EnvSpec
+    module: Any
+    algorithm: str
+    catalog: ItemCatalog
+    retriever: CandidateRetriever
+
+    @classmethod
+    def load(cls, checkpoint: str | Path, env: EnvSpec | None = None) -> ServedPolicy:
+        """Load ``checkpoint``; the environment spec is the run's own unless ``env`` is given."""
+        from rayrec.runner import find_run_dir, load_run_spec
+
+        checkpoint = Path(checkpoint)
+        if not checkpoint.is_dir():
+            raise SpecError(f"--checkpoint {checkpoint}: no such directory")
+        module_dir = find_module_dir(checkpoint)
+        algorithm = "unknown"
+        run = find_run_dir(checkpoint.resolve())
+        if run is not None:
+            run_env, policy, _ = load_run_spec(run)
+            algorithm = policy.algorithm
+            env = env or run_env
+        if env is None:
+            raise SpecError(f"--checkpoint {checkpoint}: no spec.yaml above it; pass --env")
+        module = _load_inference_module(module_dir)
+        _check_spaces(module, env.config, checkpoint)
+        catalog, retriever = build_world(env.config)
+        return cls(
+            version=module_version(checkpoint, module_dir, run),
+            checkpoint=checkpoint.resolve(),
+            env=env,
+            module=module,
+            algorithm=algorithm,
+            catalog=catalog,
+            retriever=retriever,
+        )
+
+    @property
+    def config(self) -> SimConfig:
+        return self.env.config
+
+    @property
+    def is_q_module(self) -> bool:
+        return hasattr(self.module, "compute_q_values")
+
+    def retrieve(self, history: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Up to M candidate ids for a user with ``history`` (H,) (-1 = none): the simulator's
+        retriever probed with the normalised mean embedding of the history as the user's interest
+        (zeros without history: random topics), recent items excluded, M valid pool slots drawn
+        at random."""
+        known = history[history >= 0]
+        interest = np.zeros(self.catalog.embedding.shape[1], np.float32)
+        if len(known):
+            # Unit length, as the simulator's user interests.
+            mean = self.catalog.embedding[known].mean(axis=0)
+            interest = mean / max(float(np.linalg.norm(mean)), 1e-12)
+        pool, valid = self.retriever.retrieve(
+            interest[None].astype(np.float32), history[None].astype(np.int64), rng
+        )
+        found = pool[0][valid[0]]
+        m = self.config.num_candidates
+        if len(found) > m:
+            # A random M of the pool, in pool order: the pool's runs of one topic are contiguous,
+            # so its first M slots would show only the first probed topics.
+            found = found[np.sort(rng.choice(len(found), m, replace=False))]
+        return found.astype(np.int64)
+
+    def scores(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        """(B, M) scores of a batched observation: logits, or Q-values for Q modules."""
+        import torch
+        from ray.rllib.core.columns import Columns
+
+        obs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+        with torch.no_grad():
+            if self.is_q_module:
+                return self.module.compute_q_values({Columns.OBS: obs})["qf_preds"].numpy()
+            out = self.module.forward_inference({Columns.OBS: obs})
+        return out[Columns.ACTION_DIST_INPUTS].numpy()
+
+    def observation(
+        self,
+        history_items: np.ndarray,
+        history_responses: np.ndarray,
+        context: np.ndarray,
+        candidates: list[np.ndarray],
+    ) -> dict[str, np.ndarray]:
+        """A batched observation; candidate lists of different lengths are padded and masked.
+
+        Args:
+            history_items: (B, H) int64, -1 padding. history_responses: (B, H, 4) float32.
+            context: (B, 5) float32. candidates: B arrays of item ids.
+        """
+        cat = self.catalog
+        b, m = len(candidates), max(len(c) for c in candidates)
+        ids = np.zeros((b, m), dtype=np.int64)
+        mask = np.zeros((b, m), dtype=np.int8)
+        for i, c in enumerate(candidates):
+            ids[i, : len(c)] = c
+            mask[i, : len(c)] = 1
+        hmask = history_items >= 0
+        hist_features = cat.embedding.take(np.maximum(history_items, 0), axis=0)
+        hist_features[~hmask] = 0.0
+        return {
+            Obs.HISTORY_ITEMS: history_items,
+            Obs.HISTORY_FEATURES: hist_features,
+            Obs.HISTORY_RESPONSES: history_responses,
+            Obs.HISTORY_MASK: hmask.astype(np.float32),
+            Obs.CANDIDATE_ITEMS: ids,
+            Obs.CANDIDATE_FEATURES: cat.embedding.take(ids, axis=0),
+            Obs.CANDIDATE_SCALARS: cat.scalars.take(ids, axis=0),
+            Obs.CONTEXT: context,
+            Obs.ACTION_MASK: mask,
+        }
+
+    def reward(self, responses: np.ndarray) -> float:
+        """The environment's reward of (k, 4) responses, summed over the slate."""
+        c = self.config
+        weights = np.array([c.reward_click, c.reward_watch, c.reward_like, c.reward_skip])
+        return float(responses.astype(np.float64).reshape(-1, NUM_RESPONSES).sum(0) @ weights)
+
+    def describe(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "version": self.version,
+            "checkpoint": str(self.checkpoint),
+            "algorithm": self.algorithm,
+            "module": type(self.module).__name__,
+            "scores": "q_values" if self.is_q_module else "logits",
+            "num_items": c.num_items,
+            "num_candidates": c.num_candidates,
+            "history_len": c.history_len,
+            "slate_size": c.slate_size,
+            "world_seed": c.world_seed,
+        }
+
+
+def _check_spaces(module: Any, config: SimConfig, checkpoint: Path) -> None:
+    """The module must consume the observation this environment produces."""
+    space = module.observation_space
+    want = {
+        Obs.HISTORY_FEATURES: (config.history_len, config.embed_dim),
+        Obs.CONTEXT: (NUM_CONTEXT,),
+    }
+    for key, shape in want.items():
+        got = tuple(space[key].shape)
+        if got != shape:
+            raise SpecError(
+                f"--checkpoint {checkpoint}: the module expects {key} of shape {got}, the "
+                f"environment spec gives {shape} (wrong --env?)"
+            )
+
+
+def save_untrained_run(out: str | Path, env: EnvSpec, policy: Any, seed: int = 0) -> Path:
+    """A run folder whose ``checkpoints/final`` is a freshly initialised RLModule checkpoint.
+
+    The module is built from ``policy`` (a :class:`rayrec.specs.PolicySpec`) for ``env`` exactly as
+    training builds it, seeded, and saved with RLlib's ``save_to_path``: a real checkpoint that
+    ``rayrec serve`` and ``rayrec evaluate`` load, made in a second without training (for tests,
+    benchmarks and smoke checks of a deployment). Returns the checkpoint folder.
+    """
+    import torch
+    import yaml
+
+    from rayrec.envs.observation import action_space, observation_space
+    from rayrec.experiment import module_spec
+    from rayrec.runner import SPEC_FILE, atomic_write_text
+
+    run = Path(out)
+    if (run / SPEC_FILE).exists():
+        raise SpecError(f"{run} already holds a run")
+    spec = module_spec(policy)
+    spec.observation_space = observation_space(env.config)
+    spec.action_space = action_space(env.config)
+    torch.manual_seed(seed)
+    module = spec.build()
+    checkpoint = run / "checkpoints" / "final"
+    module.save_to_path(str(checkpoint.resolve()))
+    saved = {"env": env.to_dict(), "policy": policy.to_dict(), "run": {"seed": seed}}
+    atomic_write_text(run / SPEC_FILE, yaml.safe_dump(saved, sort_keys=False))
+    return checkpoint

@@ -1,0 +1,493 @@
+"""The recommendation service without any web framework: requests in, slates and log rows out.
+
+The FastAPI routes (:mod:`rayrec.serve.app`) call :meth:`RecommenderService.prepare` (validation
+against the catalog, history, context, candidates; cheap, per request), then the batched
+:meth:`RecommenderService.score` (one forward pass per model version for many requests), then
+:meth:`RecommenderService.finish` (slate, propensities, response, impression log row).
+
+Documented rules (docs/serving.md):
+
+- History ids not in the catalog are dropped and named in the response's ``warnings``.
+- Candidate ids not in the catalog are an error (422 naming them): the caller asked to rank an
+  item the model cannot see. Candidates must be distinct (422 otherwise).
+- A/B: a user goes to model B when ``ab_share(user_id) < split``, a stable hash of the user id
+  (the same user always meets the same version, on every replica, across restarts).
+- Request ids are signed with the deployment's key and carry the user, the version and k, so any
+  replica can check a feedback event without shared state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import math
+import os
+import secrets
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rayrec.serve.log import (
+    FEEDBACK_DIR,
+    IMPRESSIONS_DIR,
+    PAD_ID,
+    Feedback,
+    Impressions,
+    ParquetLog,
+    feedback_schema,
+    impression_schema,
+)
+from rayrec.serve.policy import ServedPolicy, choose_slate, find_module_dir
+from rayrec.serve.schemas import (
+    MAX_BODY_BYTES,
+    MAX_CANDIDATES,
+    MAX_HISTORY,
+    MAX_K,
+    FeedbackRequest,
+    HistoryEntry,
+    RecommendRequest,
+)
+from rayrec.sim.config import NUM_RESPONSES, check_fields
+from rayrec.specs import EnvSpec, SpecError, load_yaml
+
+__all__ = [
+    "Job",
+    "RecommenderService",
+    "RequestError",
+    "ServiceSettings",
+    "ab_share",
+    "default_context",
+    "sign_request_id",
+    "verify_request_id",
+]
+
+_ID_PAYLOAD = struct.Struct(">QBH")  # user id, version index, k
+_NONCE_BYTES, _TAG_BYTES = 8, 10
+_AB_SALT = b"rayrec-ab"
+
+
+class RequestError(Exception):
+    """A request the service cannot answer; the API turns it into ``status`` with ``message``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """What a replica needs to build the service (plain values: they travel to replicas)."""
+
+    checkpoint: str
+    """Checkpoint of model A (an Algorithm checkpoint or an RLModule folder)."""
+    ab_checkpoint: str | None = None
+    """Checkpoint of model B; with it, users are split between A and B."""
+    split: float = 0.5
+    """Share of users (by a stable hash of the user id) routed to B."""
+    env: str | None = None
+    """Environment spec to serve with; default: the spec saved in each checkpoint's run folder."""
+    log_dir: str | None = None
+    """Folder of the impression log; None: nothing is logged."""
+    request_id_key: str = ""
+    """Hex key that signs request ids; every replica of a deployment must share it."""
+    flush_rows: int = 1024
+    """The log writes a file whenever this many rows are waiting..."""
+    flush_seconds: float = 5.0
+    """... or this many seconds after the first waiting row, and at shutdown."""
+
+    def __post_init__(self) -> None:
+        split_ok = isinstance(self.split, int | float) and not isinstance(self.split, bool)
+        if not (split_ok and 0.0 <= self.split <= 1.0):
+            raise SpecError(f"--split ({self.split!r}) must be a number in [0, 1]")
+        if isinstance(self.flush_rows, bool) or not (
+            isinstance(self.flush_rows, int) and self.flush_rows >= 1
+        ):
+            raise SpecError(f"flush_rows ({self.flush_rows!r}) must be an integer >= 1")
+        if not (isinstance(self.flush_seconds, int | float) and 0 < self.flush_seconds < math.inf):
+            raise SpecError(f"flush_seconds ({self.flush_seconds!r}) must be a positive number")
+        try:
+            key = bytes.fromhex(self.request_id_key)
+        except ValueError:
+            raise SpecError("request_id_key must be a hex string") from None
+        if self.request_id_key and len(key) < 16:
+            raise SpecError("request_id_key must hold at least 16 bytes (32 hex digits)")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ServiceSettings:
+        try:
+            check_fields(cls, values, "serve setting")
+        except ValueError as e:
+            raise SpecError(str(e)) from None
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def resolved(self) -> ServiceSettings:
+        """Absolute paths (replicas may run elsewhere) and a signing key (fresh if none)."""
+
+        def absolute(path: str | None) -> str | None:
+            return None if path is None else str(Path(path).expanduser().resolve())
+
+        return dataclasses.replace(
+            self,
+            checkpoint=absolute(self.checkpoint),
+            ab_checkpoint=absolute(self.ab_checkpoint),
+            env=absolute(self.env),
+            log_dir=absolute(self.log_dir),
+            request_id_key=self.request_id_key or secrets.token_hex(32),
+        )
+
+    def check(self) -> None:
+        """Cheap checks before Ray starts: checkpoints, run specs and the log folder."""
+        from rayrec.runner import find_run_dir
+
+        for flag, path in (("--checkpoint", self.checkpoint), ("--ab", self.ab_checkpoint)):
+            if path is None:
+                continue
+            ckpt = Path(path)
+            if not ckpt.is_dir():
+                raise SpecError(f"{flag} {ckpt}: no such directory")
+            find_module_dir(ckpt)
+            if self.env is None and find_run_dir(ckpt.resolve()) is None:
+                raise SpecError(f"{flag} {ckpt}: no spec.yaml above it; pass --env")
+        if self.env is not None:
+            load_env(self.env)
+        if self.log_dir is not None:
+            folder = Path(self.log_dir)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise SpecError(f"--log-dir {folder}: cannot create it ({e.strerror})") from None
+            if not os.access(folder, os.W_OK):
+                raise SpecError(f"--log-dir {folder}: not writable")
+
+
+def load_env(path: str) -> EnvSpec:
+    return EnvSpec.from_dict(load_yaml(path), path)
+
+
+def ab_share(user_id: int) -> float:
+    """A stable number in [0, 1) for a user id (BLAKE2b): users with share < split get B."""
+    digest = hashlib.blake2b(user_id.to_bytes(8, "big"), digest_size=8, person=_AB_SALT).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+def sign_request_id(key: bytes, user_id: int, version: int, k: int) -> str:
+    """A fresh request id carrying (user, version, k), with a truncated HMAC-SHA256 tag."""
+    payload = _ID_PAYLOAD.pack(user_id, version, k) + secrets.token_bytes(_NONCE_BYTES)
+    tag = hmac.new(key, payload, hashlib.sha256).digest()[:_TAG_BYTES]
+    return (payload + tag).hex()
+
+
+def verify_request_id(key: bytes, request_id: str) -> tuple[int, int, int] | None:
+    """(user id, version index, k) of a request id this key signed, else None."""
+    try:
+        raw = bytes.fromhex(request_id)
+    except ValueError:
+        return None
+    if len(raw) != _ID_PAYLOAD.size + _NONCE_BYTES + _TAG_BYTES:
+        return None
+    payload, tag = raw[:-_TAG_BYTES], raw[-_TAG_BYTES:]
+    if not hmac.compare_digest(hmac.new(key, payload, hashlib.sha256).digest()[:_TAG_BYTES], tag):
+        return None
+    return _ID_PAYLOAD.unpack(payload[: _ID_PAYLOAD.size])
+
+
+def default_context(now: float) -> np.ndarray:
+    """First step of a first session, just arrived, at the UTC hour of ``now``."""
+    hour = (now / 3600.0) % 24.0
+    angle = 2.0 * math.pi * hour / 24.0
+    return np.array([0.0, 0.0, math.sin(angle), math.cos(angle), 0.0], dtype=np.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class Job:
+    """One prepared recommendation request."""
+
+    request_id: str
+    version: int
+    user_id: int
+    time: float
+    history_items: np.ndarray
+    """(H,) int64, -1 padding first."""
+    history_responses: np.ndarray
+    """(H, 4) float32."""
+    context: np.ndarray
+    """(5,) float32."""
+    candidates: np.ndarray
+    """(m,) int64 distinct catalog ids."""
+    k: int
+    mode: str
+    rng: np.random.Generator
+    warnings: tuple[str, ...]
+
+
+class RecommenderService:
+    """One or two served policies (A/B), the impression log, and counters."""
+
+    def __init__(
+        self, policies: list[ServedPolicy], settings: ServiceSettings, writer: str = "local"
+    ) -> None:
+        if not 1 <= len(policies) <= 2:
+            raise ValueError(f"serve one or two policies, got {len(policies)}")
+        a = policies[0]
+        for b in policies[1:]:
+            same = (
+                a.config.num_items == b.config.num_items
+                and a.config.history_len == b.config.history_len
+                and a.catalog.embedding.shape == b.catalog.embedding.shape
+                and np.array_equal(a.catalog.embedding, b.catalog.embedding)
+                and np.array_equal(a.catalog.scalars, b.catalog.scalars)
+            )
+            if not same:
+                raise SpecError(
+                    f"--ab {b.checkpoint}: its environment has another catalog or history length "
+                    f"than {a.checkpoint}; A/B needs the same items"
+                )
+        self.policies = policies
+        self.settings = settings
+        self.split = settings.split if len(policies) == 2 else 0.0
+        self.writer = writer
+        self._key = bytes.fromhex(settings.request_id_key) or secrets.token_bytes(32)
+        self.history_len = a.config.history_len
+        self.num_items = a.config.num_items
+        self.started = time.time()
+        self.stats = {"requests": 0, "batches": 0, "largest_batch": 0, "feedback": 0}
+        self.impressions: ParquetLog | None = None
+        self.feedback_log: ParquetLog | None = None
+        if settings.log_dir is not None:
+            root = Path(settings.log_dir)
+            flush = {"flush_rows": settings.flush_rows, "flush_seconds": settings.flush_seconds}
+            schema = impression_schema(self.history_len, MAX_CANDIDATES, MAX_K)
+            self.impressions = ParquetLog(root / IMPRESSIONS_DIR, schema, writer, **flush)
+            self.feedback_log = ParquetLog(root / FEEDBACK_DIR, feedback_schema(), writer, **flush)
+
+    @classmethod
+    def load(cls, settings: ServiceSettings, writer: str = "local") -> RecommenderService:
+        env = load_env(settings.env) if settings.env else None
+        paths = [p for p in (settings.checkpoint, settings.ab_checkpoint) if p is not None]
+        return cls([ServedPolicy.load(p, env) for p in paths], settings, writer)
+
+    # ---- recommend -----------------------------------------------------------------------------
+    def variant(self, user_id: int) -> int:
+        """0 (model A) or 1 (model B) for this user."""
+        return int(len(self.policies) == 2 and ab_share(user_id) < self.split)
+
+    def prepare(self, req: RecommendRequest) -> Job:
+        """Check the request against the catalog and build its model inputs."""
+        now = time.time()
+        version = self.variant(req.user_id)
+        policy = self.policies[version]
+        n, h = self.num_items, self.history_len
+        warnings: list[str] = []
+        entries = [
+            e if isinstance(e, HistoryEntry) else HistoryEntry(item_id=e) for e in req.history
+        ]
+        unknown = [e.item_id for e in entries if e.item_id >= n]
+        if unknown:
+            warnings.append(
+                f"history: dropped {len(unknown)} item id(s) not in the catalog "
+                f"(ids 0..{n - 1}): {unknown[:10]}"
+            )
+            entries = [e for e in entries if e.item_id < n]
+        entries = entries[-h:] if entries else []
+        history = np.full(h, PAD_ID, dtype=np.int64)
+        responses = np.zeros((h, NUM_RESPONSES), dtype=np.float32)
+        if entries:
+            history[h - len(entries) :] = [e.item_id for e in entries]
+            responses[h - len(entries) :] = [e.values() for e in entries]
+        context = (
+            default_context(now)
+            if req.context is None
+            else np.asarray(req.context, dtype=np.float32)
+        )
+        if req.seed is None:
+            retrieval_rng = sample_rng = np.random.default_rng()
+        else:
+            retrieval_rng = np.random.default_rng([req.user_id, req.seed, 0])
+            sample_rng = np.random.default_rng([req.user_id, req.seed, 1])
+        if req.candidates is not None:
+            candidates = np.asarray(req.candidates, dtype=np.int64)
+            outside = candidates[candidates >= n]
+            if len(outside):
+                raise RequestError(
+                    422,
+                    f"candidates: {len(outside)} item id(s) not in the catalog (ids 0..{n - 1}): "
+                    f"{outside[:10].tolist()}",
+                )
+        else:
+            candidates = policy.retrieve(history, retrieval_rng)[:MAX_CANDIDATES]
+        k = policy.config.slate_size if req.k is None else req.k
+        if k > len(candidates):
+            raise RequestError(
+                422, f"k ({k}) must be <= the number of candidates ({len(candidates)})"
+            )
+        return Job(
+            request_id=sign_request_id(self._key, req.user_id, version, k),
+            version=version,
+            user_id=req.user_id,
+            time=now,
+            history_items=history,
+            history_responses=responses,
+            context=context,
+            candidates=candidates,
+            k=k,
+            mode=req.mode,
+            rng=sample_rng,
+            warnings=tuple(warnings),
+        )
+
+    def score(self, jobs: list[Job]) -> list[np.ndarray]:
+        """Scores of each job's candidates: one forward pass per model version in the batch."""
+        self.stats["batches"] += 1
+        self.stats["requests"] += len(jobs)
+        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(jobs))
+        out: list[np.ndarray] = [np.empty(0)] * len(jobs)
+        for version, policy in enumerate(self.policies):
+            rows = [i for i, job in enumerate(jobs) if job.version == version]
+            if not rows:
+                continue
+            group = [jobs[i] for i in rows]
+            obs = policy.observation(
+                np.stack([j.history_items for j in group]),
+                np.stack([j.history_responses for j in group]),
+                np.stack([j.context for j in group]),
+                [j.candidates for j in group],
+            )
+            scores = policy.scores(obs)
+            for i, job, row in zip(rows, group, scores, strict=True):
+                out[i] = row[: len(job.candidates)]
+        return out
+
+    def finish(self, job: Job, scores: np.ndarray) -> dict[str, Any]:
+        """The response for a scored job; its impression goes to the log."""
+        valid = np.ones(len(job.candidates), dtype=bool)
+        action, props = choose_slate(scores, valid, job.k, job.mode, job.rng)
+        items = job.candidates[action]
+        propensity = float(np.prod(props))
+        version = self.policies[job.version].version
+        if self.impressions is not None:
+            self.impressions.append(self._impression_row(job, action, items, props, scores))
+        return {
+            "request_id": job.request_id,
+            "model_version": version,
+            "items": items.tolist(),
+            "scores": scores[action].astype(np.float64).tolist(),
+            "propensities": props.tolist(),
+            "propensity": propensity,
+            "mode": job.mode,
+            "warnings": list(job.warnings),
+        }
+
+    def _impression_row(
+        self,
+        job: Job,
+        action: np.ndarray,
+        items: np.ndarray,
+        props: np.ndarray,
+        scores: np.ndarray,
+    ) -> dict[str, Any]:
+        m, k = len(job.candidates), job.k
+
+        def pad(values: np.ndarray, width: int, fill: float, dtype: Any) -> np.ndarray:
+            out = np.full(width, fill, dtype=dtype)
+            out[: len(values)] = values
+            return out
+
+        return {
+            Impressions.REQUEST_ID: job.request_id,
+            Impressions.USER_ID: job.user_id,
+            Impressions.TIME: job.time,
+            Impressions.POLICY: self.policies[job.version].version,
+            Impressions.HISTORY_ITEMS: job.history_items,
+            Impressions.HISTORY_RESPONSES: job.history_responses,
+            Impressions.CONTEXT: job.context,
+            Impressions.CANDIDATE_ITEMS: pad(job.candidates, MAX_CANDIDATES, PAD_ID, np.int64),
+            Impressions.ACTION_MASK: pad(np.ones(m), MAX_CANDIDATES, 0, np.int8),
+            Impressions.ACTION: pad(action, MAX_K, PAD_ID, np.int64),
+            Impressions.SLATE_ITEMS: pad(items, MAX_K, PAD_ID, np.int64),
+            Impressions.PROPENSITY: float(np.prod(props)),
+            Impressions.PROPENSITIES: pad(props, MAX_K, 0.0, np.float64),
+            Impressions.MODE: job.mode,
+            Impressions.SLATE_SIZE: k,
+            Impressions.NUM_CANDIDATES: m,
+            Impressions.SCORES: pad(scores[action], MAX_K, 0.0, np.float32),
+        }
+
+    # ---- feedback ------------------------------------------------------------------------------
+    def feedback(self, req: FeedbackRequest) -> dict[str, Any]:
+        """Check a feedback event against its request id and log it."""
+        found = verify_request_id(self._key, req.request_id)
+        if found is None or found[1] >= len(self.policies):
+            raise RequestError(404, "request_id: unknown (not issued by this service)")
+        user_id, version, k = found
+        if len(req.responses) != k:
+            raise RequestError(
+                422, f"responses: expected {k} (one per slate item), got {len(req.responses)}"
+            )
+        responses = np.array([r.values() for r in req.responses], dtype=np.float32)
+        policy = self.policies[version]
+        reward = policy.reward(responses)
+        self.stats["feedback"] += 1
+        if self.feedback_log is not None:
+            self.feedback_log.append(
+                {
+                    Feedback.REQUEST_ID: req.request_id,
+                    Feedback.USER_ID: user_id,
+                    Feedback.TIME: time.time(),
+                    Feedback.POLICY: policy.version,
+                    Feedback.RESPONSES: responses.reshape(-1),
+                    Feedback.REWARD: reward,
+                }
+            )
+        return {"request_id": req.request_id, "reward": reward}
+
+    # ---- introspection and lifecycle -----------------------------------------------------------
+    def models(self) -> dict[str, Any]:
+        shares = [1.0 - self.split, self.split]
+        return {
+            "models": [
+                {"variant": "AB"[i], "traffic": shares[i], **p.describe()}
+                for i, p in enumerate(self.policies)
+            ],
+            "split": self.split,
+            "limits": {
+                "max_history": MAX_HISTORY,
+                "max_candidates": MAX_CANDIDATES,
+                "max_k": MAX_K,
+                "max_body_bytes": MAX_BODY_BYTES,
+            },
+        }
+
+    def health(self) -> dict[str, Any]:
+        self.check()
+        return {
+            "status": "ok",
+            "replica": self.writer,
+            "models": [p.version for p in self.policies],
+            "uptime_s": round(time.time() - self.started, 3),
+            "logging": self.impressions is not None,
+            "stats": dict(self.stats),
+        }
+
+    def check(self) -> None:
+        """Raise if the service cannot do its job (a log writer failed)."""
+        for log in (self.impressions, self.feedback_log):
+            if log is not None:
+                log.check()
+
+    def flush(self) -> None:
+        for log in (self.impressions, self.feedback_log):
+            if log is not None:
+                log.flush()
+
+    def close(self) -> None:
+        for log in (self.impressions, self.feedback_log):
+            if log is not None:
+                log.close()

@@ -1,0 +1,42 @@
+"""Checkpoints for the serving tests: real RLModule checkpoints, made without training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rayrec.specs import EnvSpec, PolicySpec, apply_overrides, load_yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+# A small world: the catalog builds in milliseconds and every id below 500 is an item. The test
+# modules repeat NUM_ITEMS (they need it at import time, for parametrisation).
+NUM_ITEMS = 500
+WORLD = [f"env.num_items={NUM_ITEMS}"]
+
+
+def _specs(policy: str, overrides: list[str] | None = None) -> tuple[EnvSpec, PolicySpec]:
+    env, pol = apply_overrides(
+        load_yaml(ROOT / "envs" / "session.yaml"),
+        load_yaml(ROOT / "policies" / policy),
+        [*WORLD, *(overrides or [])],
+    )
+    return EnvSpec.from_dict(env), PolicySpec.from_dict(pol)
+
+
+@pytest.fixture(scope="session")
+def serve_specs():
+    """``serve_specs(policy_file, overrides)``: env and policy specs of the serving tests' world."""
+    return _specs
+
+
+@pytest.fixture(scope="session")
+def module_runs(tmp_path_factory) -> dict[str, Path]:
+    """Untrained run folders (spec.yaml + checkpoints/final) of a policy and a Q module."""
+    from rayrec.serve.policy import save_untrained_run
+
+    root = tmp_path_factory.mktemp("serve-runs")
+    return {
+        "ppo": save_untrained_run(root / "ppo", *_specs("ppo.yaml"), seed=1),
+        "dqn": save_untrained_run(root / "dqn", *_specs("apex_dqn.yaml"), seed=2),
+    }

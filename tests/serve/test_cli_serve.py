@@ -1,0 +1,126 @@
+"""`rayrec serve` and the Serve config file: errors before Ray, and the command end to end."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from rayrec.cli import main
+from rayrec.serve.log import read_log
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--checkpoint", "/nonexistent/ckpt"], "no such directory"),
+        (["--checkpoint", "."], "not an rayrec/RLlib checkpoint"),
+        (["--checkpoint", "CKPT", "--split", "0.2"], "--split needs --ab"),
+        (["--checkpoint", "CKPT", "--ab", "/nonexistent"], "--ab /nonexistent: no such directory"),
+        (["--checkpoint", "CKPT", "--ab", "CKPT", "--split", "2"], "expected a number in [0, 1]"),
+        (["--checkpoint", "CKPT", "--port", "70000"], "expected a port"),
+        (["--checkpoint", "CKPT", "--replicas", "0"], "positive integer"),
+        (["--checkpoint", "CKPT", "--env", "nope.yaml"], "nope.yaml: no such file"),
+        (["--checkpoint", "BARE"], "no spec.yaml above it; pass --env"),
+        (["--checkpoint", "CKPT", "--log-dir", "FILE"], "cannot create it"),
+    ],
+)
+def test_bad_serve_command_lines(args, message, module_runs, tmp_path, capsys):
+    bare = tmp_path / "bare"
+    subprocess.run(["cp", "-r", str(module_runs["ppo"]), str(bare)], check=True)
+    (tmp_path / "file").write_text("not a folder")
+    swap = {"CKPT": str(module_runs["ppo"]), "BARE": str(bare), "FILE": str(tmp_path / "file")}
+    with pytest.raises(SystemExit) as exc:  # argparse exits itself; rayrec's errors return 2
+        raise SystemExit(main(["serve", *[swap.get(a, a) for a in args]]))
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_config_file_builds_the_app(module_runs, tmp_path):
+    """configs/serve.yaml is a valid Serve config whose builder makes rayrec's application."""
+    from ray.serve.schema import ServeDeploySchema
+
+    from rayrec.serve.app import DEPLOYMENT_NAME, build_app
+
+    config = ServeDeploySchema.model_validate(
+        yaml.safe_load((ROOT / "configs/serve.yaml").read_text())
+    )
+    app = config.applications[0]
+    assert app.import_path == "rayrec.serve.app:build_app"
+    assert config.http_options.host == "127.0.0.1"
+    args = {**app.args, "checkpoint": str(module_runs["ppo"]), "log_dir": str(tmp_path / "log")}
+    built = build_app(args)
+    assert built._bound_deployment.name == DEPLOYMENT_NAME
+    assert built._bound_deployment.num_replicas == app.args["replicas"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"replicas": 0}, "replicas"),
+        ({"num_cpus": -1}, "num_cpus"),
+        ({"batch_wait_s": "fast"}, "batch_wait_s"),
+        ({"workers": 2}, "unknown serve setting"),
+    ],
+)
+def test_builder_rejects_bad_arguments(module_runs, extra, message):
+    from rayrec.serve.app import build_app
+    from rayrec.specs import SpecError
+
+    with pytest.raises(SpecError, match=message):
+        build_app({"checkpoint": str(module_runs["ppo"]), **extra})
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.integration
+def test_rayrec_serve_command_end_to_end(module_runs, tmp_path):
+    """The command starts Ray and Serve, answers on the port, and on Ctrl-C shuts down cleanly,
+    writing the impressions it still buffered."""
+    port, log_dir = _free_port(), tmp_path / "log"
+    cmd = [
+        sys.executable,
+        "-m",
+        "rayrec.cli",
+        "serve",
+        *("--checkpoint", str(module_runs["ppo"])),
+        *("--port", str(port), "--log-dir", str(log_dir), "--num-cpus", "0.25"),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        cmd, start_new_session=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline, answer = time.time() + 240, None
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                answer = httpx.post(
+                    f"http://127.0.0.1:{port}/v1/recommend", json={"user_id": 4}, timeout=10
+                )
+                break
+            except httpx.HTTPError:
+                time.sleep(1)
+        assert answer is not None and answer.status_code == 200, proc.stderr
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    table = read_log(log_dir)
+    assert table.column("request_id").to_pylist() == [answer.json()["request_id"]]

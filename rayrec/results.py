@@ -36,6 +36,35 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
+def _offline_section(off: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Offline learning from logs",
+        "",
+        f"`benchmarks/compare_offline.py` on `{off['env']}`: `{off['behavior']}` logged "
+        f"{off['logged_users']} user lifetimes ({off['logged_rows']} rows); every algorithm trains "
+        f"from those logs only, {off['machine']}, {off['date']}. Evaluated in the simulator over "
+        f"{off['eval_users']} users (the same for every row), mean ± 95% CI.",
+        "",
+        "| policy | return (95% CI) | clicks | sessions/user | return rate | iterations | wall s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in off["algorithms"]:
+        lines.append(
+            f"| {r['algorithm']} | {_fmt(r['return_mean'])} ± {_fmt(r['return_ci95'])} | "
+            f"{_fmt(r['clicks_mean'])} | {_fmt(r['sessions_per_user'])} | "
+            f"{_fmt(r['return_rate'])} | {r['iterations']} | {_fmt(r['wall_time_s'], 0)} |"
+        )
+    for name, b in off["baselines"].items():
+        label = f"behaviour: {off['behavior']}" if name == "behavior" else f"baseline: {name}"
+        lines.append(
+            f"| {label} | {_fmt(b['return_mean'])} ± {_fmt(b['return_ci95'])} | "
+            f"{_fmt(b['clicks_mean'])} | {_fmt(b['sessions_per_user'])} | "
+            f"{_fmt(b['return_rate'])} | - | - |"
+        )
+    lines.append("")
+    return lines
+
+
 def render_markdown(data: dict[str, Any]) -> str:
     lines = [
         "# Results",
@@ -73,8 +102,11 @@ def render_markdown(data: dict[str, Any]) -> str:
                 f"{_fmt(b['return_rate'])} | - | - | - | - |"
             )
         lines.append("")
+    offline = data.get("offline")
+    if offline:
+        lines += _offline_section(offline)
     for key, record in data.items():
-        if key == "online":
+        if key in ("online", "offline"):
             continue
         lines += [f"## {key}", "", "```json", json.dumps(record, indent=2), "```", ""]
     return "\n".join(lines)

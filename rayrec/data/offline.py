@@ -88,6 +88,13 @@ def configure_offline(config: Any, data: str | Path, env: EnvSpec) -> Any:
         meta, files = validate_log(data)
     except LogError as e:
         raise SpecError(str(e)) from e
+    from rayrec.algorithms.cql import DiscreteCQLConfig
+
+    if isinstance(config, DiscreteCQLConfig) and env.config.slate_size != 1:
+        raise SpecError(
+            f"DiscreteCQL learns Q-values of single items: slate_size must be 1, "
+            f"got {env.config.slate_size} (use BC or MARWIL for slates)"
+        )
     logged = SimConfig.from_dict(meta["env"]["config"])
     for field in ("world_seed", "num_items", "embed_dim", "num_candidates", "slate_size"):
         if getattr(logged, field) != getattr(env.config, field):

@@ -102,7 +102,7 @@ def _parser() -> _Parser:
     c.add_argument(
         "--behavior",
         required=True,
-        help="random | popular | greedy | epsilon-greedy:E | checkpoint:PATH",
+        help="random | popular | greedy | ctr | epsilon-B:E (B: greedy, ctr, popular) | checkpoint:PATH",
     )
     c.add_argument("--users", type=_positive_int, required=True, help="user lifetimes to log")
     c.add_argument("--out", type=Path, required=True, help="log folder (must not exist)")

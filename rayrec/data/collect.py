@@ -6,7 +6,10 @@ Behaviour policies (``--behavior``):
 ``random``             uniformly random valid candidates (without replacement in a slate)
 ``popular``            the most popular valid candidates (deterministic: propensity 1)
 ``greedy``             *peeking* greedy-myopic ranker (true click probabilities; deterministic)
-``epsilon-greedy:E``   greedy with probability 1-E, a uniformly random slate with probability E
+``ctr``                a production-style CTR ranker: the highest observable CTR estimates
+                       (no peeking; clickbait-prone, as CTR models are)
+``epsilon-B:E``        base ranker B (greedy, ctr or popular) with probability 1-E, a uniformly
+                       random slate with probability E (``epsilon-greedy:0.2``, ``epsilon-ctr:0.1``)
 ``checkpoint:PATH``    a trained RLModule, sampling from the softmax of its scores
                        (Plackett-Luce, i.e. sequentially without replacement, for slates)
 =====================  =========================================================================
@@ -35,7 +38,8 @@ from rayrec.specs import EnvSpec, SpecError
 
 __all__ = ["BEHAVIORS", "BehaviorPolicy", "collect", "parse_behavior"]
 
-BEHAVIORS = ("random", "popular", "greedy", "epsilon-greedy:E", "checkpoint:PATH")
+BEHAVIORS = ("random", "popular", "greedy", "ctr", "epsilon-B:E", "checkpoint:PATH")
+_DETERMINISTIC = ("popular", "greedy", "ctr")
 
 
 class BehaviorPolicy:
@@ -70,11 +74,10 @@ class BehaviorPolicy:
             slate = top_k_valid(self.rng.random(mask.shape), mask, k)
             probs = _uniform_sequential(mask, k)
         else:
-            scores = (
-                obs[Obs.CANDIDATE_SCALARS][:, :, 0]
-                if self.kind == "popular"
-                else sim.oracle_click_probability()
-            )
+            if self.kind == "greedy":
+                scores = sim.oracle_click_probability()
+            else:  # observable statistics: log-popularity (0) or the CTR estimate (1)
+                scores = obs[Obs.CANDIDATE_SCALARS][:, :, 0 if self.kind == "popular" else 1]
             slate = top_k_valid(scores, mask, k)
             probs = np.ones(slate.shape)
             if self.epsilon > 0:
@@ -125,9 +128,10 @@ def _uniform_sequential(mask: np.ndarray, k: int) -> np.ndarray:
 
 def parse_behavior(text: str, seed: int = 0) -> BehaviorPolicy:
     """The behaviour policy named by ``text`` (one of :data:`BEHAVIORS`)."""
-    if text in ("random", "popular", "greedy"):
+    if text == "random" or text in _DETERMINISTIC:
         return BehaviorPolicy(text, text, seed=seed)
-    if text.startswith("epsilon-greedy:"):
+    base = text.split(":", 1)[0].removeprefix("epsilon-")
+    if text.startswith("epsilon-") and ":" in text and base in _DETERMINISTIC:
         raw = text.split(":", 1)[1]
         try:
             epsilon = float(raw)
@@ -135,7 +139,7 @@ def parse_behavior(text: str, seed: int = 0) -> BehaviorPolicy:
             epsilon = float("nan")
         if not 0.0 <= epsilon <= 1.0:
             raise SpecError(f"--behavior {text}: epsilon must be a number in [0, 1], got {raw!r}")
-        return BehaviorPolicy(text, "greedy", epsilon=epsilon, seed=seed)
+        return BehaviorPolicy(text, base, epsilon=epsilon, seed=seed)
     if text.startswith("checkpoint:"):
         from rayrec.experiment import ModulePolicy
 

@@ -78,6 +78,23 @@ def test_expanded_observation_matches_the_simulator():
         np.testing.assert_array_equal(rebuilt[key], value, err_msg=key)
 
 
+@pytest.mark.parametrize("behavior", ["ctr", "epsilon-ctr:0.5", "popular", "epsilon-popular:0.1"])
+def test_observable_rankers_never_peek(behavior):
+    """Non-peeking behaviours choose from the observation alone (the simulator is not consulted)."""
+    config = SimConfig.from_dict(SMALL)
+    sim = SessionSimulator(config, 64, seed=1)
+    sim.reset()
+    obs = observe(sim)
+    policy = parse_behavior(behavior, seed=3)
+    slate = policy.act(obs, type("NoOracle", (), {"config": config})())
+    assert slate.shape == (64, 1)
+    assert np.all(obs[Obs.ACTION_MASK][np.arange(64), slate[:, 0]] == 1)
+    column = 1 if "ctr" in behavior else 0
+    top = np.where(obs[Obs.ACTION_MASK] == 1, obs[Obs.CANDIDATE_SCALARS][:, :, column], -np.inf)
+    exploit = policy.last_propensity > 0.5
+    np.testing.assert_array_equal(slate[exploit, 0], top[exploit].argmax(axis=1))
+
+
 def test_epsilon_greedy_propensities(log_dir):
     table = read_log(log_dir)
     prop = np.asarray(table.column(Col.PROPENSITY))
@@ -170,7 +187,15 @@ def test_collect_never_overwrites(log_dir):
 
 
 @pytest.mark.parametrize(
-    "text", ["greedyish", "epsilon-greedy:1.5", "epsilon-greedy:x", "checkpoint:/no/such"]
+    "text",
+    [
+        "greedyish",
+        "epsilon-greedy:1.5",
+        "epsilon-greedy:x",
+        "epsilon-random:0.1",
+        "epsilon-ctr",
+        "checkpoint:/no/such",
+    ],
 )
 def test_bad_behavior(text):
     with pytest.raises(SpecError, match="--behavior"):

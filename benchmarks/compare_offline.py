@@ -5,7 +5,8 @@ uniformly random slates) logs ``--users`` lifetimes with ``rayrec collect``; eac
 trains from those logs only (no environment interaction) for ``--iterations`` and is evaluated in
 the simulator on the same users as the behaviour policy and the baselines.
 
-The numbers go to ``docs/results.json`` (key ``offline``) and ``docs/results.md``.
+The numbers go to ``docs/results.json`` (key ``--key``, default ``offline``) and
+``docs/results.md``.
 
     python benchmarks/compare_offline.py [--users 20000] [--iterations 150] [--presets cql,bc,marwil]
 """
@@ -44,6 +45,7 @@ def main() -> None:
     parser.add_argument("--eval-users", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", action="append", default=[], help="policy overrides for all")
+    parser.add_argument("--key", default="offline", help="results.json key (offline*)")
     args = parser.parse_args()
 
     env_raw = load_yaml(args.env)
@@ -105,8 +107,8 @@ def main() -> None:
         "algorithms": rows,
         "baselines": {name: _summary(b) for name, b in baselines.items()},
     }
-    update_results("offline", record)
-    print(f"wrote docs/results.json (offline): {len(rows)} algorithms")
+    update_results(args.key, record)
+    print(f"wrote docs/results.json ({args.key}): {len(rows)} algorithms")
 
 
 def _summary(m: dict) -> dict:

@@ -38,7 +38,7 @@ def _fmt(value: Any, digits: int = 2) -> str:
 
 def _offline_section(off: dict[str, Any]) -> list[str]:
     lines = [
-        "## Offline learning from logs",
+        f"## Offline learning from logs of `{off['behavior']}`",
         "",
         f"`benchmarks/compare_offline.py` on `{off['env']}`: `{off['behavior']}` logged "
         f"{off['logged_users']} user lifetimes ({off['logged_rows']} rows); every algorithm trains "
@@ -102,11 +102,11 @@ def render_markdown(data: dict[str, Any]) -> str:
                 f"{_fmt(b['return_rate'])} | - | - | - | - |"
             )
         lines.append("")
-    offline = data.get("offline")
-    if offline:
-        lines += _offline_section(offline)
     for key, record in data.items():
-        if key in ("online", "offline"):
+        if key.startswith("offline"):
+            lines += _offline_section(record)
+    for key, record in data.items():
+        if key == "online" or key.startswith("offline"):
             continue
         lines += [f"## {key}", "", "```json", json.dumps(record, indent=2), "```", ""]
     return "\n".join(lines)

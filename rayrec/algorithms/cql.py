@@ -143,8 +143,8 @@ class DiscreteCQL(DQN):
         # As RLlib's offline algorithms (MARWIL/BC) do: sample batches through the offline data
         # pipeline, update the learner(s), count the rows as sampled steps (target-net updates are
         # scheduled on that count). Remote learners read their own streaming shards; a local
-        # learner gets `dataset_num_iters_per_learner` batches one by one (RLlib's iterator path
-        # stalls for a local learner in 2.60).
+        # learner gets `dataset_num_iters_per_learner` batches one at a time, each counted before
+        # its update so the target network follows the rows consumed.
         cfg = self.config
         remote = cfg.num_learners > 0
         updates = 1 if remote else max(1, cfg.dataset_num_iters_per_learner or 1)
@@ -159,7 +159,7 @@ class DiscreteCQL(DQN):
                     key=NUM_ENV_STEPS_SAMPLED_LIFETIME,
                     value=cfg.train_batch_size_per_learner
                     * max(1, cfg.num_learners)
-                    * (cfg.dataset_num_iters_per_learner or 1 if remote else 1),
+                    * ((cfg.dataset_num_iters_per_learner or 1) if remote else 1),
                     reduce="lifetime_sum",
                 )
                 training_data = (

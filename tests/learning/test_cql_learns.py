@@ -2,7 +2,7 @@
 
 The logs come from a production-style ranker: the CTR ranker (highest observable CTR estimate,
 clickbait-prone) with 20% uniformly random slates (``epsilon-ctr:0.2``). Neither CQL nor BC ever
-touch the environment while training; both are evaluated on the same 2,000 simulated users as the
+touch the environment while training; both are evaluated on the same 4,000 simulated users as the
 logging policy, and CQL must win with non-overlapping 95% confidence intervals.
 """
 
@@ -29,7 +29,7 @@ def _train(env, preset: str, data: Path, out: Path, overrides: list[str]) -> dic
         out=out,
         seed=0,
         iterations=ITERATIONS,
-        eval_users=2000,
+        eval_users=4000,
         baselines=(),
         checkpoint_every=ITERATIONS,
         data=data,

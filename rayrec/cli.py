@@ -205,6 +205,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         address=args.address,
         data=Path(saved_run["data"]) if saved_run.get("data") else args.data,
     )
+    if options.data is not None:
+        import logging
+
+        # Ray Data logs its pipeline's progress every few seconds; the progress line is ours.
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
     results = train(env_spec, policy_spec, options, resume=args.resume, quiet=args.quiet)
     from rayrec.runner import comparison_table
 

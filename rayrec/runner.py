@@ -14,6 +14,7 @@ Run folder layout (documented in the README)::
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -249,6 +250,10 @@ def train(
             log(f"resumed {run} at iteration {start_iteration}")
         results = _train_loop(algo, run, options, start_iteration, quiet, log)
         algo.stop()
+        # Offline runs hold Ray Data iterators whose finalizers report to Ray: collect them
+        # while Ray is still up (otherwise they print tracebacks after the shutdown).
+        del algo
+        gc.collect()
     finally:
         if started_ray:
             ray.shutdown()

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -141,18 +142,73 @@ def test_failing_job_exits_nonzero_with_log_tail(cluster):
     assert "rayrec: error: envs/missing.yaml" in done.stderr  # the tail, on stderr
 
 
-def test_jobs_list_shows_both_jobs(cluster):
-    done = _rayrec(cluster, "jobs", "list", "--address", cluster["dashboard_url"])
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.count("SUCCEEDED") == 1
-    assert done.stdout.count("FAILED") == 1
+@pytest.fixture
+def jobs_cli(cluster, capsys, monkeypatch):
+    """``rayrec jobs ...`` in this process (HTTP only): returns (exit code, stdout, stderr)."""
+    from rayrec.cli import main
+
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", cluster["token_path"])
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(["jobs", *args, "--address", cluster["dashboard_url"]])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_jobs_list_shows_both_jobs(jobs_cli):
+    code, out, err = jobs_cli("list")
+    assert code == 0, err
+    assert out.count("SUCCEEDED") == 1
+    assert out.count("FAILED") == 1
+
+
+def _sdk(cluster: dict):
+    """The jobs SDK over HTTP with the cluster's token (no ray.init in this process)."""
+    from ray.job_submission import JobSubmissionClient
+
+    token = Path(cluster["token_path"]).read_text().strip()
+    return JobSubmissionClient(
+        cluster["dashboard_url"], headers={"Authorization": f"Bearer {token}"}
+    )
+
+
+def _wait_status(cluster: dict, job_id: str, wanted: str, timeout_s: float = 120.0) -> None:
+    client = _sdk(cluster)
+    deadline = time.monotonic() + timeout_s
+    while str(client.get_job_status(job_id)) != wanted:
+        assert time.monotonic() < deadline, f"{job_id} not {wanted} after {timeout_s} s"
+        time.sleep(1)
+
+
+def test_no_wait_stop_and_follow(cluster, jobs_cli, tmp_path):
+    submitted = _rayrec(
+        cluster,
+        *("submit", "--no-wait", "--address", cluster["dashboard_url"], "--"),
+        *(*TINY_TRAIN, "--iterations", "10000", "--out", str(tmp_path / "long")),
+    )
+    assert submitted.returncode == 0, submitted.stderr[-2000:]
+    job_id = submitted.stdout.strip()
+    assert job_id.startswith("raysubmit_")
+    code, out, err = jobs_cli("stop", job_id)
+    assert code == 0, err
+    assert out.strip() == f"{job_id}: stop requested"
+    code, _, err = jobs_cli("logs", job_id, "--follow")
+    assert code == 1
+    assert f"{job_id} STOPPED" in err
 
 
 def test_stop_leaves_no_process_behind(cluster):
     folder = Path(cluster["dir"])
+    # A job still running: its entrypoint runs in a session of its own, outside Ray's worker tree.
+    marker = "sleep 987"
+    _wait_status(cluster, _sdk(cluster).submit_job(entrypoint=marker), "RUNNING")
     assert cluster_pids(folder)
     stopped = _local_sh("stop", folder)
     assert stopped.returncode == 0, stopped.stderr
     assert cluster_pids(folder) == []
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
     assert str(folder) not in ps.stdout
+    assert marker not in ps.stdout

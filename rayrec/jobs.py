@@ -39,7 +39,9 @@ __all__ = [
     "job_rows",
     "log_tail",
     "project_root",
+    "relative_out",
     "runtime_env",
+    "submit",
 ]
 
 EXIT_OK = 0
@@ -175,15 +177,18 @@ def submit(client: Any, command: Sequence[str], env: dict[str, Any]) -> str:
 
 
 def call(method: Callable[[str], Any], job_id: str) -> Any:
-    """``method(job_id)`` on a jobs client; an unknown job or refused request is a JobsError."""
+    """``method(job_id)`` on a jobs client; an unknown job, a refused request or a lost connection
+    is a JobsError."""
     try:
         return method(job_id)
-    except RuntimeError as e:
+    except (RuntimeError, OSError) as e:  # requests' ConnectionError is an OSError
         raise JobsError(f"job {job_id}: {_first_line(e)}") from None
 
 
 def follow(client: Any, job_id: str, write: Callable[[str], None]) -> JobOutcome:
     """Stream the job's log through ``write`` until the job ends; returns how it ended."""
+
+    import aiohttp
 
     call(client.get_job_status, job_id)  # an unknown id fails here, not in the stream
 
@@ -193,7 +198,7 @@ def follow(client: Any, job_id: str, write: Callable[[str], None]) -> JobOutcome
 
     try:
         asyncio.run(stream())
-    except RuntimeError as e:
+    except (RuntimeError, OSError, aiohttp.ClientError) as e:
         # The log stream can close before the job ends (dashboard restart); the status decides.
         write(f"\n[rayrec: log stream closed: {_first_line(e)}]\n")
     info = _wait_terminal(client, job_id)
@@ -209,7 +214,7 @@ def _wait_terminal(client: Any, job_id: str, poll_s: float = 1.0) -> Any:
     import time
 
     while True:
-        info = client.get_job_info(job_id)
+        info = call(client.get_job_info, job_id)
         if info.status.is_terminal():
             return info
         time.sleep(poll_s)
@@ -217,7 +222,7 @@ def _wait_terminal(client: Any, job_id: str, poll_s: float = 1.0) -> Any:
 
 def log_tail(client: Any, job_id: str, lines: int = LOG_TAIL_LINES) -> tuple[str, ...]:
     """The last ``lines`` lines of the job's log."""
-    return tuple(client.get_job_logs(job_id).splitlines()[-lines:])
+    return tuple(call(client.get_job_logs, job_id).splitlines()[-lines:])
 
 
 def job_rows(client: Any) -> list[list[str]]:

@@ -137,3 +137,39 @@ def test_submit_checks_the_command_line_before_uploading(capsys):
         main(["submit", "--address", "http://127.0.0.1:1", "--", "train", "--bogus"])
     assert exit_info.value.code == 2
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+class _FakeClient:
+    """The part of JobSubmissionClient that :func:`jobs.follow` uses."""
+
+    def __init__(self, status: str, lines: int) -> None:
+        from ray.job_submission import JobStatus
+
+        self.status = JobStatus(status)
+        self.log = "".join(f"line {i}\n" for i in range(lines))
+
+    def get_job_status(self, job_id):
+        return self.status
+
+    def get_job_info(self, job_id):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(status=self.status, message="exit code 2\nmore detail")
+
+    def get_job_logs(self, job_id):
+        return self.log
+
+    async def tail_job_logs(self, job_id):
+        for chunk in (self.log[:10], self.log[10:]):
+            yield chunk
+
+
+@pytest.mark.parametrize(("status", "code"), [("SUCCEEDED", 0), ("FAILED", 1), ("STOPPED", 1)])
+def test_follow_streams_and_maps_the_status(status, code):
+    client = _FakeClient(status, lines=100)
+    streamed = []
+    outcome = jobs.follow(client, "raysubmit_x", streamed.append)
+    assert "".join(streamed) == client.log
+    assert outcome.exit_code == code
+    assert outcome.message == "exit code 2"
+    assert outcome.tail == tuple(f"line {i}" for i in range(100 - jobs.LOG_TAIL_LINES, 100))

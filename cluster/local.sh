@@ -4,8 +4,13 @@
 #   cluster/local.sh start [--dir DIR] [--head-cpus 1] [--worker-cpus 2]
 #   cluster/local.sh status [--dir DIR]
 #   cluster/local.sh stop [--dir DIR]     # this cluster's processes only, never `ray stop`
-# PYTHON selects the interpreter (default: python3 on PATH, with ray and rayrec installed).
+# PYTHON selects the interpreter (default: the project's .venv if there is one, else python3);
+# it needs ray and rayrec's dependencies, and the nodes run jobs with it.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PYTHONPATH="${root}${PYTHONPATH:+:${PYTHONPATH}}"
-exec "${PYTHON:-python3}" -m rayrec.cluster_local "$@"
+python="${PYTHON:-python3}"
+if [[ -z "${PYTHON:-}" && -x "${root}/.venv/bin/python" ]]; then
+  python="${root}/.venv/bin/python"
+fi
+exec "${python}" -m rayrec.cluster_local "$@"

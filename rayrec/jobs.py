@@ -141,6 +141,7 @@ def project_root(start: Path | None = None) -> Path:
 
 def runtime_env(root: Path, excludes: Sequence[str] = ()) -> dict[str, Any]:
     """The job's runtime env: ``root`` as working dir without :data:`EXCLUDES` (and ``excludes``)."""
+    root = root.resolve()
     if not (root / "rayrec" / "__init__.py").is_file():
         raise JobsError(f"--working-dir {root}: holds no rayrec package")
     return {"working_dir": str(root), "excludes": [*EXCLUDES, *excludes]}

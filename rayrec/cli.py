@@ -1,4 +1,4 @@
-"""The ``rayrec`` command: train, collect, evaluate, tune, serve, info.
+"""The ``rayrec`` command: train, collect, evaluate, tune, serve, submit, jobs, info.
 
 Usage errors and bad specs print one line on stderr and exit with code 2; never a traceback.
 """
@@ -147,6 +147,17 @@ def _parser() -> _Parser:
     h.add_argument("--address", help="Ray cluster address (default: start Ray in-process)")
     h.add_argument("--resume", action="store_true", help="continue the interrupted sweep in --out")
     h.add_argument("--quiet", action="store_true", help="no Tune progress output")
+
+    s = sub.add_parser("submit", help="run a rayrec command as a Ray job on a cluster")
+    s.add_argument("--address", help="dashboard URL http://HOST:8265 (default $RAY_ADDRESS)")
+    s.add_argument("--no-wait", action="store_true", help="print the job id and return")
+    s.add_argument("--working-dir", type=Path, help="project folder to upload (default: this one)")
+    s.add_argument("job", nargs=argparse.REMAINDER, metavar="-- COMMAND ARGS", help="e.g. -- train")
+    j = sub.add_parser("jobs", help="list the cluster's jobs, print a job's log, stop a job")
+    j.add_argument("action", choices=("list", "logs", "stop"))
+    j.add_argument("job_id", nargs="?", metavar="ID")
+    j.add_argument("--address", help="dashboard URL http://HOST:8265 (default $RAY_ADDRESS)")
+    j.add_argument("--follow", action="store_true", help="logs: follow until the job ends")
     return p
 
 
@@ -377,6 +388,58 @@ def _gpu_count() -> int:
         return 0
 
 
+def _cmd_jobs(args: argparse.Namespace) -> int:
+    from rayrec import jobs
+
+    job_id = getattr(args, "job_id", None)
+    try:
+        if args.command == "submit":
+            command = args.job[1:] if args.job[:1] == ["--"] else args.job
+            jobs.entrypoint(command)
+            _parser().parse_args(command)  # usage errors before anything is uploaded
+            if jobs.relative_out(command):
+                print(
+                    "rayrec: warning: without an absolute --out the run folder is written in the "
+                    "job's temporary working dir on the head node",
+                    file=sys.stderr,
+                )
+            env = jobs.runtime_env(args.working_dir or jobs.project_root())
+            client = jobs.connect(args.address)
+            job_id = jobs.submit(client, command, env)
+            print(f"rayrec: submitted {job_id}", file=sys.stderr, flush=True)
+            if args.no_wait:
+                print(job_id)
+                return 0
+        else:
+            if args.action == "list":
+                _table(jobs.job_rows(jobs.connect(args.address)))
+                return 0
+            if args.job_id is None:
+                raise jobs.JobsError(f"jobs {args.action} needs a job ID (see rayrec jobs list)")
+            client, job_id = jobs.connect(args.address), args.job_id
+            if args.action == "stop":
+                stopped = jobs.call(client.stop_job, job_id)
+                print(f"{job_id}: {'stop requested' if stopped else 'already ended'}")
+                return 0
+            if not args.follow:
+                print(jobs.call(client.get_job_logs, job_id), end="")
+                return 0
+        outcome = jobs.follow(client, job_id, lambda text: print(text, end="", flush=True))
+    except jobs.JobsError as e:
+        print(f"rayrec: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        if job_id is not None:
+            print(f"rayrec: stopped following; {job_id} runs on (jobs stop ID)", file=sys.stderr)
+        return 130
+    if outcome.exit_code != 0:
+        print(f"rayrec: job {job_id} {outcome.status}: {outcome.message}", file=sys.stderr)
+        print("\n".join(outcome.tail), file=sys.stderr)
+    else:
+        print(f"rayrec: job {job_id} {outcome.status}", file=sys.stderr)
+    return outcome.exit_code
+
+
 def _stamp() -> str:
     import time
 
@@ -392,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
         "info": _cmd_info,
         "tune": _cmd_tune,
         "serve": _cmd_serve,
+        "submit": _cmd_jobs,
+        "jobs": _cmd_jobs,
     }
     try:
         return commands[args.command](args)

@@ -235,7 +235,8 @@ def train(
 
     started_ray = False
     if not ray.is_initialized():
-        if options.address:
+        if options.address or os.environ.get("RAY_ADDRESS"):
+            # a Ray job (rayrec submit) runs with RAY_ADDRESS set: join that cluster
             ray.init(address=options.address, log_to_driver=False)
         else:
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)

@@ -194,7 +194,8 @@ def _fit(plan: SweepPlan, experiment: Path, resume: bool, address: str | None, q
         raise SpecError(f"--resume: {experiment} holds no Tune experiment to restore")
     started_ray = False
     if not ray.is_initialized():
-        if address:
+        if address or os.environ.get("RAY_ADDRESS"):
+            # a Ray job (rayrec submit) runs with RAY_ADDRESS set: join that cluster
             ray.init(address=address, log_to_driver=False)
         else:
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)

@@ -137,3 +137,20 @@ def test_docs_name_the_manifests_fields():
         "10001",
     ):
         assert needle in docs, needle
+
+
+def test_rayservice_args_are_serve_app_arguments():
+    """The RayService's application args are ones rayrec.serve.app.build_app accepts."""
+    import dataclasses
+
+    from rayrec.serve.app import DeploymentOptions
+    from rayrec.serve.service import ServiceSettings
+
+    manifest = yaml.safe_load((ROOT / "cluster" / "kuberay" / "rayservice.yaml").read_text())
+    (app,) = yaml.safe_load(manifest["spec"]["serveConfigV2"])["applications"]
+    assert app["import_path"] == "rayrec.serve.app:build_app"
+    known = {f.name for f in dataclasses.fields(ServiceSettings)} | {
+        f.name for f in dataclasses.fields(DeploymentOptions)
+    }
+    assert "checkpoint" in app["args"]
+    assert set(app["args"]) <= known, set(app["args"]) - known

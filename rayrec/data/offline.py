@@ -114,6 +114,9 @@ def configure_offline(config: Any, data: str | Path, env: EnvSpec) -> Any:
     config.offline_data(
         input_=[str(Path(f).resolve()) for f in files],
         input_read_method="read_parquet",
+        # Read tasks ask for a quarter CPU: with a remote learner holding a whole CPU of a small
+        # machine, 1-CPU read tasks would never be scheduled and the pipeline would stall.
+        input_read_method_kwargs={"num_cpus": 0.25},
         prelearner_class=LogPreLearner,
         # One decoding actor with half a CPU leaves room for the learner on 2 CPUs; on a
         # cluster raise it with --set offline_data.map_batches_kwargs=...

@@ -56,6 +56,7 @@ class HierInfo:
     OPTION = "option"
     """Index of the option active at this step (or started by this high step)."""
     OPTION_NAME = "option_name"
+    """Name of that option (``explore``, ``exploit``, ``diversify``, ``topic_<t>``)."""
     REJECTED = "rejected"
     """High step: the chosen option was outside its initiation set and was replaced."""
     OPTION_STEP = "option_step"

@@ -113,7 +113,12 @@ def validate_sections(policy: PolicySpec, source: str = "policy spec") -> None:
     """Check every RLlib section key and value type without starting Ray."""
     cls = _algorithm_config_class(policy.algorithm)
     defaults = cls()
-    for name, section in policy.sections.items():
+    sections = list(policy.sections.items())
+    # Per-level training overrides of a hierarchical preset take the same keys as `training`.
+    for level_sections in (policy.levels or {}).values():
+        if level_sections.get("training"):
+            sections.append(("training", level_sections["training"]))
+    for name, section in sections:
         allowed = _method_params(cls, name) - _RESERVED.get(name, set())
         for key, value in section.items():
             if key not in allowed:
@@ -173,6 +178,11 @@ def build_config(
     from ray.tune.registry import register_env
 
     validate_sections(policy)
+    if policy.levels is not None:
+        raise SpecError(
+            "policy spec: a hierarchical preset (levels) is not wired into `rayrec train` yet; "
+            "see docs/hierarchical.md"
+        )
     check_data(policy, data)
     register_env(RLLIB_ENV_NAME, make_vector_env)
     config = _algorithm_config_class(policy.algorithm)()

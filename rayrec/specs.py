@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from rayrec.envs import SESSION_ENV_ID
+from rayrec.envs.hierarchical.config import HIGH, LOW, HierarchyConfig
 from rayrec.models.towers import ModelConfig
 from rayrec.sim import SimConfig
 
@@ -62,8 +63,11 @@ _POLICY_KEYS = {
     "stop",
     "evaluation",
     "apex",
+    "levels",
     *RLLIB_SECTIONS,
 }
+_LEVELS = (HIGH, LOW)
+_LEVEL_KEYS = ("training", "model")
 _STOP_KEYS = {"iterations": int, "time_budget": float, "return": float}
 _EVAL_KEYS = {"users": int, "seed": int, "baselines": list}
 _APEX_KEYS = {"epsilon": float, "alpha": float}
@@ -128,24 +132,39 @@ def apply_overrides(
 
 @dataclass(frozen=True)
 class EnvSpec:
-    """An environment spec: a registered id and the simulator configuration."""
+    """An environment spec: a registered id, the simulator configuration and, for scenarios that
+    hierarchical agents play, the option layer (``rayrec.envs.hierarchical``)."""
 
     id: str
     config: SimConfig
+    hierarchy: HierarchyConfig | None = None
+    """Options and per-level rewards of ``HierarchicalSessionEnv`` on this scenario; flat agents
+    (``rayrec train``) ignore it."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "env spec") -> EnvSpec:
-        unknown = sorted(set(data) - {"id", "config", "description"})
+        unknown = sorted(set(data) - {"id", "config", "description", "hierarchy"})
         if unknown:
-            raise SpecError(f"{source}: unknown key(s) {', '.join(unknown)}; known: id, config")
+            raise SpecError(
+                f"{source}: unknown key(s) {', '.join(unknown)}; known: id, config, hierarchy"
+            )
         env_id = data.get("id", SESSION_ENV_ID)
         if env_id not in ENV_IDS:
             raise SpecError(f"{source}: unknown env id {env_id!r}; known: {', '.join(ENV_IDS)}")
         config = _mapping(data, "config", source)
-        return cls(id=env_id, config=_build(SimConfig.from_dict, config, source))
+        hierarchy = None
+        if data.get("hierarchy") is not None:
+            values = _mapping(data, "hierarchy", source)
+            hierarchy = _build(HierarchyConfig.from_dict, values, source)
+        return cls(
+            id=env_id, config=_build(SimConfig.from_dict, config, source), hierarchy=hierarchy
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "config": self.config.to_dict()}
+        out: dict[str, Any] = {"id": self.id, "config": self.config.to_dict()}
+        if self.hierarchy is not None:
+            out["hierarchy"] = self.hierarchy.to_dict()
+        return out
 
 
 @dataclass(frozen=True)
@@ -160,6 +179,9 @@ class PolicySpec:
     apex: dict[str, Any] | None = None
     """The Ape-X exploration ladder {epsilon, alpha} (DQN only); None: plain DQN exploration."""
     description: str = ""
+    levels: dict[str, dict[str, Any]] | None = None
+    """Per-level overrides {high, low} -> {training, model} of a hierarchical agent (one policy
+    per level of ``HierarchicalSessionEnv``); None: a flat agent."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "policy spec") -> PolicySpec:
@@ -199,6 +221,7 @@ class PolicySpec:
                 raise SpecError(f"{source}: {e}") from e
         if evaluation.get("users", 2) < 2:
             raise SpecError(f"{source}: evaluation.users must be >= 2")
+        levels = _levels(data.get("levels"), source)
         return cls(
             algorithm=algorithm,
             model=model_config,
@@ -207,6 +230,7 @@ class PolicySpec:
             evaluation=evaluation,
             apex=apex,
             description=str(data.get("description", "")),
+            levels=levels,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -226,7 +250,35 @@ class PolicySpec:
             out["evaluation"] = dict(self.evaluation)
         if self.apex is not None:
             out["apex"] = dict(self.apex)
+        if self.levels is not None:
+            out["levels"] = copy.deepcopy(self.levels)
         return out
+
+
+def _levels(value: Any, source: str) -> dict[str, dict[str, Any]] | None:
+    """The ``levels`` section: {high, low} -> {training: {...}, model: {...}} (both optional)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise SpecError(f"{source}: 'levels' must be a mapping")
+    out = {}
+    for level, sections in value.items():
+        if level not in _LEVELS:
+            raise SpecError(f"{source}: unknown level levels.{level}; known: {', '.join(_LEVELS)}")
+        sections = sections or {}
+        if not isinstance(sections, dict):
+            raise SpecError(f"{source}: levels.{level} must be a mapping")
+        for key, section in sections.items():
+            if key not in _LEVEL_KEYS:
+                raise SpecError(
+                    f"{source}: unknown key levels.{level}.{key}; known: {', '.join(_LEVEL_KEYS)}"
+                )
+            if not isinstance(section, dict):
+                raise SpecError(f"{source}: levels.{level}.{key} must be a mapping")
+        if "model" in sections:
+            _build(ModelConfig.from_dict, sections["model"], f"{source}: levels.{level}")
+        out[level] = copy.deepcopy(sections)
+    return out
 
 
 def _mapping(data: dict[str, Any], key: str, source: str) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from rayrec.data.logs import LogWriter, discard, finish_log
 from rayrec.data.schema import Col, log_schema
 from rayrec.envs.observation import Obs, observe
 from rayrec.evaluation.baselines import top_k_valid
-from rayrec.evaluation.simulate import ci95
+from rayrec.evaluation.simulate import ci95, refill_slots
 from rayrec.sim import SessionSimulator
 from rayrec.specs import EnvSpec, SpecError
 
@@ -262,14 +262,8 @@ def _run(
             idx = np.flatnonzero(done)
             returns.append(episode_return[idx].copy())
             finished += idx.size
-            n_new = min(idx.size, users - started)
-            refill, retire = idx[:n_new], idx[n_new:]
-            active[retire] = False
-            started += n_new
+            refill, started = refill_slots(sim, idx, active, started, users)
             if refill.size:
-                mask = np.zeros(b, dtype=bool)
-                mask[refill] = True
-                sim.reset_users(mask)
                 episode_return[refill] = 0.0
                 next_obs = observe(sim)
             if progress is not None:

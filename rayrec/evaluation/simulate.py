@@ -17,7 +17,7 @@ from rayrec.evaluation.baselines import Policy
 from rayrec.keys import Metrics
 from rayrec.sim import SessionSimulator, SimConfig
 
-__all__ = ["ci95", "evaluate"]
+__all__ = ["ci95", "evaluate", "refill_slots"]
 
 
 def ci95(values: np.ndarray) -> float:
@@ -26,6 +26,24 @@ def ci95(values: np.ndarray) -> float:
     if n < 2:
         return float("nan")
     return float(1.96 * np.std(values, ddof=1) / math.sqrt(n))
+
+
+def refill_slots(
+    sim: SessionSimulator, idx: np.ndarray, active: np.ndarray, started: int, users: int
+) -> tuple[np.ndarray, int]:
+    """Slots ``idx`` finished a lifetime: start new users in as many as remain to be played
+    (``users - started``) and retire the rest (``active`` is updated in place).
+
+    Returns the refilled slots and the new count of started users.
+    """
+    n_new = min(idx.size, users - started)
+    refill, retire = idx[:n_new], idx[n_new:]
+    active[retire] = False
+    if refill.size:
+        mask = np.zeros(len(active), dtype=bool)
+        mask[refill] = True
+        sim.reset_users(mask)
+    return refill, started + n_new
 
 
 def evaluate(
@@ -96,14 +114,8 @@ def evaluate(
             done_rows[name].append(values[idx].copy())
         done_rows["sessions"].append(sim.session_index[idx] + 1.0)
         done_rows["topics"].append(topics[idx].sum(axis=1).astype(float))
-        n_new = min(idx.size, users - started)
-        refill, retire = idx[:n_new], idx[n_new:]
-        active[retire] = False
-        started += n_new
+        refill, started = refill_slots(sim, idx, active, started, users)
         if refill.size:
-            mask = np.zeros(b, dtype=bool)
-            mask[refill] = True
-            sim.reset_users(mask)
             for values in acc.values():
                 values[refill] = 0.0
             topics[refill] = False

@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rayrec.data.schema import Col
 from rayrec.sim.config import NUM_CONTEXT, NUM_RESPONSES
 
 __all__ = [
@@ -55,31 +56,31 @@ PAD_ID = -1
 class Impressions:
     """Column names of the impression table (shared with ``rayrec collect`` where marked)."""
 
-    REQUEST_ID = "request_id"
+    REQUEST_ID = Col.REQUEST_ID
     """string: the id returned to the caller (collect: null)."""
-    USER_ID = "user_id"
+    USER_ID = Col.USER_ID
     """int64."""
-    TIME = "time"
+    TIME = Col.TIME
     """float64 unix seconds at which the slate was served."""
-    POLICY = "policy"
+    POLICY = Col.POLICY
     """string: the model version that chose the slate (collect: the behaviour policy's name)."""
-    HISTORY_ITEMS = "history_items"
+    HISTORY_ITEMS = Col.HISTORY_ITEMS
     """fixed_size_list<int64>[H]: item ids, oldest first, -1 padding at the start."""
-    HISTORY_RESPONSES = "history_responses"
+    HISTORY_RESPONSES = Col.HISTORY_RESPONSES
     """fixed_size_list<float32>[H*4]: click, watch, like, skip of each history entry, row-major."""
-    CONTEXT = "context"
+    CONTEXT = Col.CONTEXT
     """fixed_size_list<float32>[5]: the context the policy saw."""
-    CANDIDATE_ITEMS = "candidate_items"
+    CANDIDATE_ITEMS = Col.CANDIDATE_ITEMS
     """fixed_size_list<int64>[M]: candidate item ids, -1 padding at the end."""
-    ACTION_MASK = "action_mask"
+    ACTION_MASK = Col.ACTION_MASK
     """fixed_size_list<int8>[M]: 1 where the candidate could be chosen."""
-    ACTION = "action"
+    ACTION = Col.ACTION
     """fixed_size_list<int64>[K]: indices into candidate_items in slate order, -1 padding."""
-    SLATE_ITEMS = "slate_items"
+    SLATE_ITEMS = Col.SLATE_ITEMS
     """fixed_size_list<int64>[K]: the served item ids in slate order, -1 padding."""
-    PROPENSITY = "propensity"
+    PROPENSITY = Col.PROPENSITY
     """float64: probability of the whole served slate under the serving policy."""
-    PROPENSITIES = "propensities"
+    PROPENSITIES = Col.PROPENSITIES
     """fixed_size_list<float64>[K]: per-position probabilities (see docs/serving.md), 0 padding."""
     # Serving only:
     MODE = "mode"

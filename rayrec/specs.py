@@ -15,12 +15,15 @@ from typing import Any
 import yaml
 
 from rayrec.envs import SESSION_ENV_ID
+from rayrec.envs.marketplace import MARKETPLACE_ENV_ID
+from rayrec.envs.marketplace.config import MarketplaceConfig, validate_multi_agent
 from rayrec.models.towers import ModelConfig
 from rayrec.sim import SimConfig
 
 __all__ = [
     "ALGORITHMS",
     "ENV_IDS",
+    "MARKETPLACE_ENV_ID",
     "OFFLINE_ALGORITHMS",
     "RLLIB_SECTIONS",
     "EnvSpec",
@@ -31,7 +34,7 @@ __all__ = [
     "parse_override",
 ]
 
-ENV_IDS = (SESSION_ENV_ID,)
+ENV_IDS = (SESSION_ENV_ID, MARKETPLACE_ENV_ID)
 # Algorithm name -> the rayrec RLModule family it uses.
 ALGORITHMS = {
     "PPO": "policy",
@@ -62,6 +65,7 @@ _POLICY_KEYS = {
     "stop",
     "evaluation",
     "apex",
+    "multi_agent",
     *RLLIB_SECTIONS,
 }
 _STOP_KEYS = {"iterations": int, "time_budget": float, "return": float}
@@ -131,7 +135,8 @@ class EnvSpec:
     """An environment spec: a registered id and the simulator configuration."""
 
     id: str
-    config: SimConfig
+    config: SimConfig | MarketplaceConfig
+    """SimConfig for the session env; MarketplaceConfig for ``rayrec/Marketplace-v0``."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "env spec") -> EnvSpec:
@@ -142,7 +147,10 @@ class EnvSpec:
         if env_id not in ENV_IDS:
             raise SpecError(f"{source}: unknown env id {env_id!r}; known: {', '.join(ENV_IDS)}")
         config = _mapping(data, "config", source)
-        return cls(id=env_id, config=_build(SimConfig.from_dict, config, source))
+        factory = (
+            MarketplaceConfig.from_dict if env_id == MARKETPLACE_ENV_ID else SimConfig.from_dict
+        )
+        return cls(id=env_id, config=_build(factory, config, source))
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "config": self.config.to_dict()}
@@ -160,6 +168,9 @@ class PolicySpec:
     apex: dict[str, Any] | None = None
     """The Ape-X exploration ladder {epsilon, alpha} (DQN only); None: plain DQN exploration."""
     description: str = ""
+    multi_agent: dict[str, Any] | None = None
+    """The marketplace's multi-agent setup {shared_within_role, centralized_critic}; None when
+    the spec has no ``multi_agent`` section."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "policy spec") -> PolicySpec:
@@ -199,6 +210,12 @@ class PolicySpec:
                 raise SpecError(f"{source}: {e}") from e
         if evaluation.get("users", 2) < 2:
             raise SpecError(f"{source}: evaluation.users must be >= 2")
+        multi_agent = None
+        if "multi_agent" in data:
+            try:
+                multi_agent = validate_multi_agent(data["multi_agent"], algorithm, source)
+            except ValueError as e:
+                raise SpecError(str(e)) from e
         return cls(
             algorithm=algorithm,
             model=model_config,
@@ -207,6 +224,7 @@ class PolicySpec:
             evaluation=evaluation,
             apex=apex,
             description=str(data.get("description", "")),
+            multi_agent=multi_agent,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -226,6 +244,8 @@ class PolicySpec:
             out["evaluation"] = dict(self.evaluation)
         if self.apex is not None:
             out["apex"] = dict(self.apex)
+        if self.multi_agent is not None:
+            out["multi_agent"] = dict(self.multi_agent)
         return out
 
 

@@ -347,11 +347,14 @@ class MarketplaceGame:
 
     def _guarantee_exposure(self, order: np.ndarray, score: np.ndarray) -> None:
         """Give each creator ceil(min_exposure * B / C) impressions in the last organic position,
-        to the users who score its best item highest among those not shown one of its items."""
+        to the users who score its best item highest among those not shown one of its items (as
+        far as there are users whose last organic item is a background item)."""
         cfg = self.config
         b, c = cfg.num_users, cfg.num_creators
         need = math.ceil(cfg.min_exposure * b / c)
-        taken = np.zeros(b, dtype=bool)
+        # Only a background item in the last position may be displaced, so that one creator's
+        # guarantee never takes an impression from another creator.
+        taken = self.creator_of[order[:, -1]] >= 0
         for creator in range(c):
             items = np.flatnonzero((self.creator_of == creator) & self.alive)
             if items.size == 0:

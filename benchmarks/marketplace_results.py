@@ -71,6 +71,7 @@ def main() -> None:
     )
     rows = [("learned", record["learned_platform"])]
     rows += [(f"scripted {k}", v) for k, v in record["scripted_platform"].items()]
+    rows.append(("random", record["random_platform"]))
     print("platform        " + "  ".join(f"{k:>22}" for k in keys))
     for name, r in rows:
         cells = "  ".join(f"{r[k]:>12.2f} ± {r[k + '_ci95']:>7.2f}" for k in keys)

@@ -50,3 +50,20 @@ def test_one_training_iteration(ray_session, policy_file, multi_agent, env_confi
         assert returns and all(agent.split("_")[0] in roles for agent in returns)
     finally:
         algo.stop()
+
+
+def test_train_run_folder(ray_session, tmp_path):
+    from rayrec.runner import RunOptions, comparison_table, train
+
+    env = load_yaml(ROOT / "envs" / "marketplace.yaml")
+    env["config"]["num_periods"] = 5
+    policy = load_yaml(ROOT / "policies" / "marketplace_ppo.yaml")
+    policy["training"].update(train_batch_size_per_learner=50, minibatch_size=25, num_epochs=1)
+    options = RunOptions(out=tmp_path / "market", iterations=1, eval_users=128)
+    results = train(EnvSpec.from_dict(env), PolicySpec.from_dict(policy), options, quiet=True)
+    assert (tmp_path / "market" / "spec.yaml").is_file()
+    assert (tmp_path / "market" / "results.json").is_file()
+    assert (tmp_path / "market" / "checkpoints" / "final").is_dir()
+    assert results["policy"]["episodes"] == 2
+    rows = comparison_table(results)
+    assert [r[0] for r in rows] == ["policy", "trained", "scripted"]

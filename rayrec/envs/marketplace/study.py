@@ -14,7 +14,7 @@ from rayrec.envs.marketplace.env import role_agents
 from rayrec.envs.marketplace.metrics import MarketMetrics
 from rayrec.envs.marketplace.training import evaluate_market, module_actor, scripted_actor
 
-__all__ = ["exploitability", "platform_study", "train_market"]
+__all__ = ["exploitability", "platform_study", "random_actor", "train_market"]
 
 
 def _with(env_spec: Any, **changes: Any) -> Any:
@@ -50,6 +50,8 @@ def train_market(
         algo.env_runner_group.sync_weights(
             from_worker_or_learner_group=algo.learner_group, inference_only=True
         )
+        for module_id, state in frozen.items():
+            _check_loaded(algo.get_module(module_id), state, module_id)
     t0 = time.time()
     for _ in range(iterations):
         result = algo.train()
@@ -60,6 +62,35 @@ def train_market(
         "wall_time_s": round(time.time() - t0, 1),
     }
     return algo, summary
+
+
+def _check_loaded(module: Any, state: dict[str, Any], module_id: str) -> None:
+    """Raise if ``module`` does not hold the weights of ``state`` (a frozen strategy)."""
+    import numpy as np
+
+    loaded = module.get_state()
+    for name, value in state.items():
+        if not np.allclose(np.asarray(loaded[name]), np.asarray(value)):
+            raise RuntimeError(f"frozen module {module_id!r}: weights {name!r} were not loaded")
+
+
+def random_actor(seed: int = 0) -> Any:
+    """Agents act uniformly at random (seeded); for reference levels in the results."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+
+    def act(obs: dict[str, Any], env: Any) -> dict[str, Any]:
+        out = scripted_actor(obs, env)
+        for aid in obs:
+            space = env.action_spaces[aid]
+            if hasattr(space, "nvec"):
+                out[aid] = rng.integers(0, space.nvec)
+            else:
+                out[aid] = int(rng.integers(0, space.n))
+        return out
+
+    return act
 
 
 def _learner_module(algo: Any, module_id: str) -> Any:
@@ -91,12 +122,15 @@ def platform_study(
     for name in ("greedy", "balanced"):
         other = _with(env_spec, scripted_platform=name).config
         scripted[name] = evaluate_market(other, scripted_actor, episodes, eval_seed)
+    # Reference level: a platform acting uniformly at random.
+    record_random = evaluate_market(config, random_actor(seed), episodes, eval_seed)
     users = MarketMetrics.WELFARE_USERS
     floor = scripted["greedy"][users] if user_welfare_floor is None else user_welfare_floor
     record = {
         "training": summary,
         "learned_platform": learned,
         "scripted_platform": scripted,
+        "random_platform": record_random,
         "user_welfare_floor": floor,
         "user_welfare_above_floor": learned[users] >= floor,
     }

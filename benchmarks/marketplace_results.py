@@ -20,7 +20,7 @@ from pathlib import Path
 import ray
 
 from rayrec.envs.marketplace.metrics import MarketMetrics
-from rayrec.envs.marketplace.study import exploitability, platform_study
+from rayrec.envs.marketplace.study import exploitability, learner_state, platform_study
 from rayrec.results import update_results
 from rayrec.specs import EnvSpec, PolicySpec, load_yaml
 
@@ -46,7 +46,7 @@ def main() -> None:
             env, policy, args.iterations, args.episodes, args.seed,
             user_welfare_floor=args.user_floor,
         )  # fmt: skip
-        state = algo.get_module("platform").get_state()
+        state = learner_state(algo, "platform")
         algo.stop()
         record["exploitability"] = exploitability(
             env, policy, state, args.role, args.br_iterations, args.episodes, args.seed

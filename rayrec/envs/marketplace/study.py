@@ -14,7 +14,7 @@ from rayrec.envs.marketplace.env import role_agents
 from rayrec.envs.marketplace.metrics import MarketMetrics
 from rayrec.envs.marketplace.training import evaluate_market, module_actor, scripted_actor
 
-__all__ = ["exploitability", "platform_study", "random_actor", "train_market"]
+__all__ = ["exploitability", "learner_state", "platform_study", "random_actor", "train_market"]
 
 
 def _with(env_spec: Any, **changes: Any) -> Any:
@@ -51,7 +51,7 @@ def train_market(
             from_worker_or_learner_group=algo.learner_group, inference_only=True
         )
         for module_id, state in frozen.items():
-            _check_loaded(algo.get_module(module_id), state, module_id)
+            _check_loaded(learner_state(algo, module_id), state, module_id)
     t0 = time.time()
     for _ in range(iterations):
         result = algo.train()
@@ -64,11 +64,15 @@ def train_market(
     return algo, summary
 
 
-def _check_loaded(module: Any, state: dict[str, Any], module_id: str) -> None:
-    """Raise if ``module`` does not hold the weights of ``state`` (a frozen strategy)."""
+def learner_state(algo: Any, module_id: str) -> dict[str, Any]:
+    """The learner's weights of a module (env runners hold only the actor's synced copy)."""
+    return algo.learner_group.get_weights(module_ids=[module_id])[module_id]
+
+
+def _check_loaded(loaded: dict[str, Any], state: dict[str, Any], module_id: str) -> None:
+    """Raise if the weights ``loaded`` are not those of ``state`` (a frozen strategy)."""
     import numpy as np
 
-    loaded = module.get_state()
     for name, value in state.items():
         if not np.allclose(np.asarray(loaded[name]), np.asarray(value)):
             raise RuntimeError(f"frozen module {module_id!r}: weights {name!r} were not loaded")

@@ -16,7 +16,14 @@ import gymnasium as gym
 import numpy as np
 
 from rayrec.envs.observation import Obs
-from rayrec.specs import ALGORITHMS, OFFLINE_ALGORITHMS, EnvSpec, PolicySpec, SpecError
+from rayrec.specs import (
+    ALGORITHMS,
+    MARKETPLACE_ENV_ID,
+    OFFLINE_ALGORITHMS,
+    EnvSpec,
+    PolicySpec,
+    SpecError,
+)
 
 __all__ = [
     "RLLIB_ENV_NAME",
@@ -176,6 +183,12 @@ def build_config(
 ) -> Any:
     """The RLlib AlgorithmConfig for ``env`` x ``policy`` (seeded); offline ones read ``data``."""
     from ray.tune.registry import register_env
+
+    if env.id == MARKETPLACE_ENV_ID:  # multi-agent marketplace (issue #10): its own builder
+        from rayrec.envs.marketplace.training import build_marketplace_config
+
+        check_data(policy, data)
+        return build_marketplace_config(env, policy, seed)
 
     validate_sections(policy)
     if policy.levels is not None:

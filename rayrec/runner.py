@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from rayrec.keys import Metrics
-from rayrec.specs import EnvSpec, PolicySpec, SpecError
+from rayrec.specs import MARKETPLACE_ENV_ID, EnvSpec, PolicySpec, SpecError
 
 __all__ = [
     "DEFAULT_BASELINES",
@@ -216,6 +216,10 @@ def train(
 
     from rayrec.experiment import build_config
 
+    if env.id == MARKETPLACE_ENV_ID:  # multi-agent marketplace (issue #10): its own run
+        from rayrec.envs.marketplace.run import train_marketplace
+
+        return train_marketplace(env, policy, options, resume=resume, quiet=quiet, log=log)
     log = log or (lambda msg: None if quiet else sys.stderr.write(msg + "\n"))
     run = Path(options.out)
     latest = _existing_checkpoint(run) if resume else None
@@ -432,6 +436,8 @@ def evaluate_checkpoint(
 
 def comparison_table(results: dict[str, Any]) -> list[list[str]]:
     """Rows (header first) of the policy-vs-baselines table."""
+    if "table" in results:  # marketplace runs bring their own rows (rayrec.envs.marketplace.run)
+        return results["table"]
     header = ["policy", "return (95% CI)", "clicks", "session len", "sessions/user", "coverage"]
     rows = [header]
     entries = [("trained", results["policy"]), *results["baselines"].items()]

@@ -16,12 +16,15 @@ import yaml
 
 from rayrec.envs import SESSION_ENV_ID
 from rayrec.envs.hierarchical.config import HIGH, LOW, HierarchyConfig
+from rayrec.envs.marketplace import MARKETPLACE_ENV_ID
+from rayrec.envs.marketplace.config import MarketplaceConfig, validate_multi_agent
 from rayrec.models.towers import ModelConfig
 from rayrec.sim import SimConfig
 
 __all__ = [
     "ALGORITHMS",
     "ENV_IDS",
+    "MARKETPLACE_ENV_ID",
     "OFFLINE_ALGORITHMS",
     "RLLIB_SECTIONS",
     "EnvSpec",
@@ -32,7 +35,7 @@ __all__ = [
     "parse_override",
 ]
 
-ENV_IDS = (SESSION_ENV_ID,)
+ENV_IDS = (SESSION_ENV_ID, MARKETPLACE_ENV_ID)
 # Algorithm name -> the rayrec RLModule family it uses.
 ALGORITHMS = {
     "PPO": "policy",
@@ -64,6 +67,7 @@ _POLICY_KEYS = {
     "evaluation",
     "apex",
     "levels",
+    "multi_agent",
     *RLLIB_SECTIONS,
 }
 _LEVELS = (HIGH, LOW)
@@ -136,7 +140,8 @@ class EnvSpec:
     hierarchical agents play, the option layer (``rayrec.envs.hierarchical``)."""
 
     id: str
-    config: SimConfig
+    config: SimConfig | MarketplaceConfig
+    """SimConfig for the session env; MarketplaceConfig for ``rayrec/Marketplace-v0``."""
     hierarchy: HierarchyConfig | None = None
     """Options and per-level rewards of ``HierarchicalSessionEnv`` on this scenario; flat agents
     (``rayrec train``) ignore it."""
@@ -156,9 +161,10 @@ class EnvSpec:
         if data.get("hierarchy") is not None:
             values = _mapping(data, "hierarchy", source)
             hierarchy = _build(HierarchyConfig.from_dict, values, source)
-        return cls(
-            id=env_id, config=_build(SimConfig.from_dict, config, source), hierarchy=hierarchy
+        factory = (
+            MarketplaceConfig.from_dict if env_id == MARKETPLACE_ENV_ID else SimConfig.from_dict
         )
+        return cls(id=env_id, config=_build(factory, config, source), hierarchy=hierarchy)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "config": self.config.to_dict()}
@@ -182,6 +188,9 @@ class PolicySpec:
     levels: dict[str, dict[str, Any]] | None = None
     """Per-level overrides {high, low} -> {training, model} of a hierarchical agent (one policy
     per level of ``HierarchicalSessionEnv``); None: a flat agent."""
+    multi_agent: dict[str, Any] | None = None
+    """The marketplace's multi-agent setup {shared_within_role, centralized_critic}; None when
+    the spec has no ``multi_agent`` section."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "policy spec") -> PolicySpec:
@@ -222,6 +231,12 @@ class PolicySpec:
         if evaluation.get("users", 2) < 2:
             raise SpecError(f"{source}: evaluation.users must be >= 2")
         levels = _levels(data.get("levels"), source)
+        multi_agent = None
+        if "multi_agent" in data:
+            try:
+                multi_agent = validate_multi_agent(data["multi_agent"], algorithm, source)
+            except ValueError as e:
+                raise SpecError(str(e)) from e
         return cls(
             algorithm=algorithm,
             model=model_config,
@@ -231,6 +246,7 @@ class PolicySpec:
             apex=apex,
             description=str(data.get("description", "")),
             levels=levels,
+            multi_agent=multi_agent,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -252,6 +268,8 @@ class PolicySpec:
             out["apex"] = dict(self.apex)
         if self.levels is not None:
             out["levels"] = copy.deepcopy(self.levels)
+        if self.multi_agent is not None:
+            out["multi_agent"] = dict(self.multi_agent)
         return out
 
 

@@ -61,6 +61,7 @@ def test_offline_train_writes_results(ray_session, log_dir, tmp_path, preset):
             "training.train_batch_size_per_learner=128",
             "--set",
             "offline_data.dataset_num_iters_per_learner=3",
+            *(["--set", "training.target_network_update_freq=256"] if preset == "cql" else []),
         ]
     )
     assert code == 0
@@ -73,6 +74,12 @@ def test_offline_train_writes_results(ray_session, log_dir, tmp_path, preset):
     assert results["policy"][Metrics.RETURN_MEAN] > 0
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2
+    last = json.loads(lines[-1])
+    # 2 iterations x 3 updates x 128 rows, each row trained on once.
+    assert last["train/num_module_steps_trained_lifetime"] == 768
+    if preset == "cql":
+        # The target network follows the rows consumed: every 256 rows, last at row 768.
+        assert last["train/last_target_update_ts"] == 768
     # The env spec came from the log (no --env): the run folder can be rebuilt from it.
     spec = (out / "spec.yaml").read_text()
     assert "num_items: 800" in spec and str(log_dir.resolve()) in spec

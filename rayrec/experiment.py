@@ -28,6 +28,7 @@ from rayrec.specs import (
 __all__ = [
     "RLLIB_ENV_NAME",
     "ModulePolicy",
+    "apply_sections",
     "build_config",
     "check_data",
     "make_vector_env",
@@ -164,6 +165,16 @@ def module_spec(policy: PolicySpec) -> Any:
     return RLModuleSpec(module_class=classes[family], model_config=model)
 
 
+def apply_sections(config: Any, policy: PolicySpec) -> None:
+    """``config.NAME(**section)`` for every non-empty RLlib section of the policy spec."""
+    for name, section in policy.sections.items():
+        if section:
+            try:
+                getattr(config, name)(**section)
+            except (TypeError, ValueError) as e:
+                raise SpecError(f"policy spec: section {name}: {e}") from e
+
+
 def check_data(policy: PolicySpec, data: str | Path | None) -> None:
     """Offline algorithms need ``--data``; online ones must not get it."""
     offline = policy.algorithm in OFFLINE_ALGORITHMS
@@ -205,12 +216,7 @@ def build_config(
         from rayrec.data.offline import configure_offline
 
         configure_offline(config, data, env)
-    for name, section in policy.sections.items():
-        if section:
-            try:
-                getattr(config, name)(**section)
-            except (TypeError, ValueError) as e:
-                raise SpecError(f"policy spec: section {name}: {e}") from e
+    apply_sections(config, policy)
     config.rl_module(rl_module_spec=module_spec(policy))
     if policy.apex is not None:
         from rayrec.algorithms.apex import ApexEnvRunner

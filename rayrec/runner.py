@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_BASELINES",
     "RunOptions",
     "atomic_write_text",
+    "ensure_ray",
     "evaluate_checkpoint",
     "load_run_spec",
     "train",
@@ -198,6 +199,20 @@ def _iterate(
         iteration += 1
 
 
+def ensure_ray(address: str | None) -> bool:
+    """Start Ray in-process, or join ``address`` (or ``RAY_ADDRESS``, set inside a Ray job by
+    ``rayrec submit``); nothing if Ray is already up. Returns whether this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    return True
+
+
 def train(
     env: EnvSpec,
     policy: PolicySpec,
@@ -237,14 +252,7 @@ def train(
     }
     atomic_write_text(run / SPEC_FILE, yaml.safe_dump(spec, sort_keys=False))
 
-    started_ray = False
-    if not ray.is_initialized():
-        if options.address or os.environ.get("RAY_ADDRESS"):
-            # a Ray job (rayrec submit) runs with RAY_ADDRESS set: join that cluster
-            ray.init(address=options.address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-        started_ray = True
+    started_ray = ensure_ray(options.address)
     try:
         algo = config.build_algo()
         start_iteration = 0

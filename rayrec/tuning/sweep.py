@@ -185,6 +185,7 @@ def _fit(plan: SweepPlan, experiment: Path, resume: bool, address: str | None, q
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
+    from rayrec.runner import ensure_ray
     from rayrec.tuning.trainable import TrialSetup, run_trial, trial_resources
 
     # Tune warns on every forced state snapshot; with a checkpoint per iteration that is noise.
@@ -192,14 +193,7 @@ def _fit(plan: SweepPlan, experiment: Path, resume: bool, address: str | None, q
     sweep = plan.sweep
     if resume and not tune.Tuner.can_restore(str(experiment)):
         raise SpecError(f"--resume: {experiment} holds no Tune experiment to restore")
-    started_ray = False
-    if not ray.is_initialized():
-        if address or os.environ.get("RAY_ADDRESS"):
-            # a Ray job (rayrec submit) runs with RAY_ADDRESS set: join that cluster
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-        started_ray = True
+    started_ray = ensure_ray(address)
     try:
         setup = TrialSetup(env=plan.env, policy=plan.trial_policy, trial=sweep.trial)
         trainable = tune.with_resources(

@@ -8,7 +8,6 @@ of the game's scripted players on the same seeded episodes. Resuming is not supp
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -37,7 +36,14 @@ def train_marketplace(
     import ray
 
     from rayrec.experiment import build_config
-    from rayrec.runner import METRICS_FILE, RESULTS_FILE, SPEC_FILE, _versions, atomic_write_text
+    from rayrec.runner import (
+        METRICS_FILE,
+        RESULTS_FILE,
+        SPEC_FILE,
+        _versions,
+        atomic_write_text,
+        ensure_ray,
+    )
     from rayrec.specs import SpecError
 
     log = log or (lambda msg: None if quiet else sys.stderr.write(msg + "\n"))
@@ -51,13 +57,7 @@ def train_marketplace(
     spec = {"env": env.to_dict(), "policy": policy.to_dict(), "run": options.to_dict()}
     spec["versions"] = _versions()
     atomic_write_text(run / SPEC_FILE, yaml.safe_dump(spec, sort_keys=False))
-    started = False
-    if not ray.is_initialized():
-        if options.address:
-            ray.init(address=options.address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-        started = True
+    started = ensure_ray(options.address)
     try:
         algo = config.build_algo()
         t0, iteration = time.time(), 0

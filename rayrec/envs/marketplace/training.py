@@ -62,7 +62,7 @@ def build_marketplace_config(env_spec: Any, policy: Any, seed: int = 0) -> Any:
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
     from ray.tune.registry import register_env
 
-    from rayrec.experiment import _algorithm_config_class, validate_sections
+    from rayrec.experiment import _algorithm_config_class, apply_sections, validate_sections
     from rayrec.specs import SpecError
 
     validate_sections(policy)
@@ -94,12 +94,7 @@ def build_marketplace_config(env_spec: Any, policy: Any, seed: int = 0) -> Any:
             )
     config = _algorithm_config_class(policy.algorithm)()
     config.environment(MARKETPLACE_RLLIB_ENV_NAME, env_config={"config": market.to_dict()})
-    for name, section in policy.sections.items():
-        if section:
-            try:
-                getattr(config, name)(**section)
-            except (TypeError, ValueError) as e:
-                raise SpecError(f"policy spec: section {name}: {e}") from e
+    apply_sections(config, policy)
     config.multi_agent(
         policies=set(specs),
         policy_mapping_fn=map_by_role if shared else map_by_agent,

@@ -21,7 +21,14 @@ __all__ = [
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """Logistic function without overflow for any finite input."""
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
+    y = np.multiply(x, 0.5)
+    if not isinstance(y, np.ndarray):
+        return 0.5 * (1.0 + np.tanh(y))
+    # The same operations as 0.5 * (1 + tanh(0.5 x)), in place: no temporary per operation.
+    np.tanh(y, out=y)
+    y += 1.0
+    y *= 0.5
+    return y
 
 
 def examination(slate_size: int, position_bias: float) -> np.ndarray:

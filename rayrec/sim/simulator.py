@@ -324,7 +324,8 @@ class SessionSimulator:
         attrs = self._item_attrs.take(items, axis=0)
         topic = attrs[..., 0].astype(np.intp)
         emb = cat.embedding.take(items, axis=0)
-        affinity, utility = self._utility(items, topic, emb, attrs[..., 1])
+        flat_topic = topic + self._fatigue_row[:, None]
+        affinity, utility = self._utility(items, topic, emb, attrs[..., 1], flat_topic)
         uni = self._rng.random((4, b), dtype=np.float32)
         if k == 1 and isinstance(self.choice, _SLOT_ZERO_SIGMOID):
             # Slot 0 is always examined: both choice models click with sigmoid(v - v_0).
@@ -382,10 +383,9 @@ class SessionSimulator:
         np.maximum(satisfaction, -_SAT_LIMIT, out=satisfaction)
         self.satisfaction = satisfaction
         clicked_rows = np.flatnonzero(clicked)
-        self._drift(clicked_rows, emb_c[clicked_rows])
+        self._drift(clicked_rows, emb_c.take(clicked_rows, axis=0))
         self.fatigue *= np.float32(1.0 - cfg.fatigue_decay)
         fatigue = self.fatigue.reshape(-1)
-        flat_topic = topic + self._fatigue_row[:, None]
         if k == 1:
             # One shown slot per row: no repeated index, a plain scatter is exact.
             gain = np.float32(cfg.fatigue_show_gain) * shown[:, 0]
@@ -498,11 +498,13 @@ class SessionSimulator:
         topic: np.ndarray,
         emb: np.ndarray | None = None,
         appeal: np.ndarray | None = None,
+        flat_topic: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(B, n) affinity <u, e> and click utility of the given (B, n) items for each user.
 
-        ``emb`` and ``appeal`` may pass the (B, n, d) embeddings and (B, n) appeal of ``items``
-        when they are already gathered.
+        ``emb``, ``appeal`` and ``flat_topic`` may pass the (B, n, d) embeddings and (B, n) appeal
+        of ``items`` and the (B, n) flat indices of their topics into ``fatigue`` when they are
+        already computed.
         """
         cfg, cat = self.config, self.catalog
         if emb is None:
@@ -510,7 +512,9 @@ class SessionSimulator:
         if appeal is None:
             appeal = cat.appeal.take(items)
         affinity = np.einsum("bnd,bd->bn", emb, self.interest)
-        fatigue = self.fatigue.reshape(-1).take(topic + self._fatigue_row[:, None])
+        if flat_topic is None:
+            flat_topic = topic + self._fatigue_row[:, None]
+        fatigue = self.fatigue.reshape(-1).take(flat_topic)
         utility = cfg.affinity_weight * affinity
         utility += (cfg.appeal_weight * self.appeal_sensitivity)[:, None] * appeal
         utility -= cfg.fatigue_weight * fatigue

@@ -12,7 +12,11 @@ B in {1, 64, 1024, 4096}, two loops are timed:
   observation dict (history and candidate features, scalars, context, action mask).
 
 Each cell is the median of 5 repeats of a fixed number of steps after warm-up steps. numpy runs
-single-threaded (OMP/OpenBLAS/MKL threads set to 1 before numpy is imported).
+single-threaded (OMP/OpenBLAS/MKL threads set to 1 before numpy is imported). The core loop is
+timed twice over: by the wall clock, and by the process's CPU time (``time.process_time``), which
+on a machine whose cores are shared with other work leaves out the time spent waiting for a core
+(it still includes what sharing the caches and memory bandwidth costs). The load average is
+printed with the table.
 
 The last column compares the core loop with a per-user reference, ``reference_step`` below: the
 math of one k = 1 step (utility, click, watch, like and skip, reward, budget, hour, satisfaction,
@@ -30,9 +34,11 @@ B = 4096, the peak of numpy allocations traced by ``tracemalloc`` while building
 stepping it, and the process's peak resident set size (which includes the interpreter and the
 imported libraries). The target is that all of it fits in 1 GiB.
 
-    python benchmarks/bench_simulator.py [--quick] [--out FILE.md]
+    python benchmarks/bench_simulator.py [--quick] [--only N,k,B] [--out FILE.md]
 
 ``--quick`` is a smoke run: N = 10^4, B in {1, 64, 256}, a few steps, N = 10^5 for the memory.
+``--only 100000,1,4096`` times that one cell (core and env loops, full step counts) and skips the
+per-user reference and the memory probe.
 """
 
 from __future__ import annotations
@@ -99,21 +105,25 @@ def steps_for(batch: int, user_steps: int, lo: int, hi: int) -> int:
     return max(lo, min(hi, math.ceil(user_steps / batch)))
 
 
-def time_loop(step: Callable[[np.ndarray], None], actions: list[np.ndarray], steps: int) -> float:
-    """Median seconds per step over REPEATS repeats of ``steps`` steps (after warm-up)."""
+def time_loop(
+    step: Callable[[np.ndarray], None], actions: list[np.ndarray], steps: int
+) -> tuple[float, float]:
+    """Median wall and CPU seconds per step over REPEATS repeats of ``steps`` steps (after
+    warm-up)."""
     for i in range(max(3, steps // 4)):
         step(actions[i % ACTION_SETS])
-    samples = []
+    wall, cpu = [], []
     for _ in range(REPEATS):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         for i in range(steps):
             step(actions[i % ACTION_SETS])
-        samples.append((time.perf_counter() - t) / steps)
-    return statistics.median(samples)
+        cpu.append((time.process_time() - c) / steps)
+        wall.append((time.perf_counter() - t) / steps)
+    return statistics.median(wall), statistics.median(cpu)
 
 
-def bench_core(config: SimConfig, batch: int, steps: int) -> float:
-    """User-steps/s of sim.step + sim.reset_users."""
+def bench_core(config: SimConfig, batch: int, steps: int) -> tuple[float, float]:
+    """User-steps/s of sim.step + sim.reset_users, per wall-clock second and per CPU second."""
     sim = SessionSimulator(config, batch, seed=0)
     sim.reset()
 
@@ -121,7 +131,8 @@ def bench_core(config: SimConfig, batch: int, steps: int) -> float:
         r = sim.step(a)
         sim.reset_users(r.terminated | r.truncated)
 
-    return batch / time_loop(step, draw_actions(batch, config.slate_size), steps)
+    wall, cpu = time_loop(step, draw_actions(batch, config.slate_size), steps)
+    return batch / wall, batch / cpu
 
 
 def bench_env(config: SimConfig, batch: int, steps: int) -> float:
@@ -131,7 +142,7 @@ def bench_env(config: SimConfig, batch: int, steps: int) -> float:
     actions = [
         a[:, 0] if config.slate_size == 1 else a for a in draw_actions(batch, config.slate_size)
     ]
-    return batch / time_loop(env.step, actions, steps)
+    return batch / time_loop(env.step, actions, steps)[0]
 
 
 # ---- the per-user reference ---------------------------------------------------------------------
@@ -239,7 +250,7 @@ def bench_reference(config: SimConfig, batch: int, steps: int) -> float:
     state = reference_state(sim)
     rnd = random.Random(0)
     actions = [a[:, 0] for a in draw_actions(batch, 1)]
-    return batch / time_loop(lambda a: reference_step(sim, state, a, rnd), actions, steps)
+    return batch / time_loop(lambda a: reference_step(sim, state, a, rnd), actions, steps)[0]
 
 
 # ---- memory ---------------------------------------------------------------------------------
@@ -290,9 +301,27 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def parse_cell(text: str) -> tuple[int, int, int]:
+    """'N,k,B' (e.g. '100000,1,4096') -> (N, k, B), N one of the catalogs in TOPICS."""
+    try:
+        n, k, b = (int(v) for v in text.split(","))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"--only ({text!r}) must be N,k,B, e.g. 100000,1,4096"
+        ) from err
+    if n not in TOPICS or k < 1 or b < 1:
+        raise argparse.ArgumentTypeError(
+            f"--only ({text!r}): N must be one of {sorted(TOPICS)}, k and B at least 1"
+        )
+    return n, k, b
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a fast smoke run")
+    parser.add_argument(
+        "--only", type=parse_cell, metavar="N,k,B", help="time this one cell, nothing else"
+    )
     parser.add_argument("--out", help="also write the tables as Markdown here")
     parser.add_argument("--memory-probe", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -312,11 +341,15 @@ def main() -> None:
     else:
         catalogs, batches = [100_000, 1_000_000], [1, 64, 1024, 4096]
         core_steps, env_steps, memory_items = 200_000, 30_000, 1_000_000
+    cells = [(n, k, b) for n in catalogs for k in (1, 10) for b in batches]
+    if args.only:
+        cells = [args.only]
 
     reference = {}
-    for n in catalogs:
-        steps = 2 if args.quick else 10
-        reference[n] = bench_reference(make_config(n, 1), 256, steps)
+    if not args.only:
+        for n in catalogs:
+            steps = 2 if args.quick else 10
+            reference[n] = bench_reference(make_config(n, 1), 256, steps)
 
     header = [
         "N",
@@ -324,63 +357,68 @@ def main() -> None:
         "k",
         "B",
         "core user-steps/s",
+        "core user-steps per CPU s",
         "env user-steps/s",
         "env / core",
         "core / per-user loop",
     ]
     rows = []
-    for n in catalogs:
-        for k in (1, 10):
-            config = make_config(n, k)
-            for b in batches:
-                if args.quick:
-                    cs, es = core_steps, env_steps
-                else:
-                    cs = steps_for(b, core_steps, 20, 2000)
-                    es = steps_for(b, env_steps, 10, 500)
-                core = bench_core(config, b, cs)
-                env = bench_env(config, b, es)
-                ratio = f"{core / reference[n]:,.2g}x" if k == 1 else "-"
-                rows.append(
-                    [
-                        f"{n:.0e}",
-                        str(TOPICS[n]),
-                        str(k),
-                        str(b),
-                        f"{core:,.0f}",
-                        f"{env:,.0f}",
-                        f"{env / core:.2f}",
-                        ratio,
-                    ]
-                )
-                print("  " + " | ".join(rows[-1]), flush=True)
-    table = markdown(header, rows)
-    ref_rows = [[f"{n:.0e}", "1", "256", f"{reference[n]:,.0f}"] for n in catalogs]
-    ref_table = markdown(["N", "k", "B", "per-user loop user-steps/s"], ref_rows)
-
-    memory = measure_memory(memory_items)
-    mem_table = markdown(
-        ["N", "d", *memory],
-        [[f"{memory_items:.0e}", str(EMBED_DIM), *(f"{v:,.1f} MiB" for v in memory.values())]],
-    )
-    fits = memory["peak RSS"] <= 1024
-
+    for n, k, b in cells:
+        config = make_config(n, k)
+        if args.quick:
+            cs, es = core_steps, env_steps
+        else:
+            cs = steps_for(b, core_steps, 20, 2000)
+            es = steps_for(b, env_steps, 10, 500)
+        core, core_cpu = bench_core(config, b, cs)
+        env = bench_env(config, b, es)
+        ratio = f"{core / reference[n]:,.2g}x" if k == 1 and n in reference else "-"
+        rows.append(
+            [
+                f"{n:.0e}",
+                str(TOPICS[n]),
+                str(k),
+                str(b),
+                f"{core:,.0f}",
+                f"{core_cpu:,.0f}",
+                f"{env:,.0f}",
+                f"{env / core:.2f}",
+                ratio,
+            ]
+        )
+        print("  " + " | ".join(rows[-1]), flush=True)
+    load = os.getloadavg()
     title = (
         f"rayrec simulator, 1 thread, median of {REPEATS} repeats; M={NUM_CANDIDATES}, "
         f"d={EMBED_DIM}, T chosen as N/1000; numpy {np.__version__}, Python "
-        f"{platform.python_version()}, {platform.processor() or platform.machine()}"
+        f"{platform.python_version()}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the end"
     )
-    report = "\n\n".join(
-        [
-            title,
-            table,
+    parts = [title, markdown(header, rows)]
+    if not args.only:
+        ref_rows = [[f"{n:.0e}", "1", "256", f"{reference[n]:,.0f}"] for n in catalogs]
+        ref_table = markdown(["N", "k", "B", "per-user loop user-steps/s"], ref_rows)
+        memory = measure_memory(memory_items)
+        mem_table = markdown(
+            ["N", "d", *memory],
+            [
+                [
+                    f"{memory_items:.0e}",
+                    str(EMBED_DIM),
+                    *(f"{v:,.1f} MiB" for v in memory.values()),
+                ]
+            ],
+        )
+        fits = memory["peak RSS"] <= 1024
+        parts += [
             "Per-user Python loop (reference_step, see the docstring):",
             ref_table,
-            f"Memory (fresh process, env at B=4096 stepped 10 times); peak RSS fits in 1 GiB: {fits}",
+            "Memory (fresh process, env at B=4096 stepped 10 times); peak RSS fits in 1 GiB: "
+            f"{fits}",
             mem_table,
-            f"Total benchmark time: {time.perf_counter() - start:.0f} s",
         ]
-    )
+    parts.append(f"Total benchmark time: {time.perf_counter() - start:.0f} s")
+    report = "\n\n".join(parts)
     print(report)
     if args.out:
         with open(args.out, "w") as f:

@@ -10,6 +10,7 @@ from rayrec.sim.choice import (
     MultinomialLogitChoice,
     make_choice_model,
     sample_choice,
+    sigmoid,
 )
 
 DRAWS = 200_000
@@ -19,6 +20,22 @@ TOLERANCE_SE = 4.0
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_leaves_its_input_alone_and_keeps_its_dtype(dtype: type) -> None:
+    x = np.array([-1000.0, -3.0, 0.0, 0.5, 3.0, 1000.0], dtype=dtype)
+    before = x.copy()
+    y = sigmoid(x)
+    np.testing.assert_array_equal(x, before)  # computed in place, but on its own array
+    assert y.dtype == dtype
+    expected = [0.0, _sigmoid(-3.0), 0.5, _sigmoid(0.5), _sigmoid(3.0), 1.0]
+    np.testing.assert_allclose(y, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("x", [0.0, 2.0, np.float32(-2.0), np.array(1.0)])
+def test_sigmoid_of_a_scalar(x: float) -> None:
+    assert float(sigmoid(x)) == pytest.approx(_sigmoid(float(x)), rel=1e-6)
 
 
 def test_mnl_matches_hand_computation() -> None:

@@ -7,10 +7,17 @@ the true click probabilities) and the long-term heuristic (peeks too; an upper r
 competitor). Sampling throughput per env runner is measured separately for each preset's env-runner
 settings.
 
-The numbers go to ``docs/results.json`` (key ``online``) and the table to ``docs/results.md``;
-both are produced here, never edited by hand.
+Rows are presets (``--presets``) or labelled variants (``--run LABEL PRESET KEY=VALUE ...``, the
+``--set`` overrides of ``rayrec train``), e.g. the myopic twin of PPO (``training.gamma=0``: the
+same module and budget trained on the immediate reward only, a contextual bandit) or one history
+encoder per row.
+
+The numbers go to ``docs/results.json`` (key ``--key``, default ``online``) and the table to
+``docs/results.md``; both are produced here, never edited by hand.
 
     python benchmarks/compare_algorithms.py [--budget 300] [--presets ppo,impala,appo,apex_dqn]
+    python benchmarks/compare_algorithms.py --env envs/session-recall.yaml --key online_encoders \
+        --run mean ppo model.encoder=mean --run gru ppo model.encoder=gru --baselines random
 """
 
 from __future__ import annotations
@@ -58,20 +65,44 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default=str(ROOT / "envs" / "session.yaml"))
-    parser.add_argument("--presets", default="ppo,impala,appo,apex_dqn")
+    parser.add_argument("--presets", default=None, help="comma-separated presets (policies/)")
+    parser.add_argument(
+        "--run",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar="LABEL PRESET [KEY=VALUE",
+        help="a labelled row: preset name and --set overrides (repeatable)",
+    )
+    parser.add_argument("--baselines", default="random,popular,greedy,longterm")
+    parser.add_argument("--key", default="online", help="results.json key (online...)")
+    parser.add_argument("--title", default=None, help="section title in docs/results.md")
+    parser.add_argument("--note", default=None, help="a paragraph under the title")
     parser.add_argument("--budget", type=float, default=300.0, help="training seconds per preset")
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if not args.key.startswith("online"):
+        parser.error(f"--key ({args.key!r}) must start with 'online'")
+    runs = [(name, name, []) for name in (args.presets or "").split(",") if name]
+    for item in args.run:
+        if len(item) < 2:
+            parser.error(f"--run needs LABEL PRESET [KEY=VALUE ...], got {' '.join(item)!r}")
+        if any(text.startswith("env.") for text in item[2:]):
+            parser.error("--run overrides are policy fields; every row shares --env")
+        runs.append((item[0], item[1], item[2:]))
+    if not runs:
+        runs = [(name, name, []) for name in ("ppo", "impala", "appo", "apex_dqn")]
+    wanted_baselines = tuple(b for b in args.baselines.split(",") if b)
 
     env_raw = load_yaml(args.env)
     env = EnvSpec.from_dict(env_raw, args.env)
     rows, baselines = [], None
     ray.init(include_dashboard=False, log_to_driver=False)
     try:
-        for name in args.presets.split(","):
+        for label, name, overrides in runs:
             _, policy_raw = apply_overrides(
-                env_raw, load_yaml(ROOT / "policies" / f"{name}.yaml"), []
+                env_raw, load_yaml(ROOT / "policies" / f"{name}.yaml"), overrides
             )
             policy = PolicySpec.from_dict(policy_raw, name)
             with tempfile.TemporaryDirectory() as tmp:
@@ -81,9 +112,7 @@ def main() -> None:
                     iterations=None,
                     time_budget=args.budget,
                     eval_users=args.users,
-                    baselines=("random", "popular", "greedy", "longterm")
-                    if baselines is None
-                    else (),
+                    baselines=wanted_baselines if baselines is None else (),
                     checkpoint_every=10_000,
                 )
                 results = train(env, policy, options, quiet=True)
@@ -91,7 +120,9 @@ def main() -> None:
             m, tr = results["policy"], results["training"]
             rows.append(
                 {
-                    "algorithm": name,
+                    "algorithm": label,
+                    "preset": name,
+                    "overrides": list(overrides),
                     "return_mean": m[Metrics.RETURN_MEAN],
                     "return_ci95": m[Metrics.RETURN_CI95],
                     "clicks_mean": m[Metrics.CLICKS_MEAN],
@@ -115,6 +146,8 @@ def main() -> None:
         if not args.env.startswith(str(ROOT))
         else str(Path(args.env).relative_to(ROOT)),
         "budget_s": args.budget,
+        **({"title": args.title} if args.title else {}),
+        **({"note": args.note} if args.note else {}),
         "users": args.users,
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPUs",
         "date": time.strftime("%Y-%m-%d"),
@@ -133,7 +166,7 @@ def main() -> None:
             for k, v in baselines.items()
         },
     }
-    update_results("online", record)
+    update_results(args.key, record)
     print((ROOT / "docs" / "results.md").read_text())
 
 

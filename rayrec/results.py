@@ -65,6 +65,43 @@ def _offline_section(off: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _online_section(online: dict[str, Any]) -> list[str]:
+    title = online.get("title", "Online training: algorithms under the same wall-clock budget")
+    lines = [
+        f"## {title}",
+        "",
+        f"`benchmarks/compare_algorithms.py` on `{online['env']}`, {online['budget_s']:.0f} s of "
+        f"training per row, {online['machine']}, {online['date']}. Long-term return is "
+        f"clicks over a user's lifetime, mean ± 95% CI over {online['users']} simulated users "
+        "(the same users for every row).",
+        "",
+    ]
+    if online.get("note"):
+        lines += [online["note"], ""]
+    lines += [
+        "| policy | return (95% CI) | clicks | sessions/user | return rate | env steps | "
+        "wall s | env steps/s | sampling steps/s per runner |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in online["algorithms"]:
+        lines.append(
+            f"| {r['algorithm']} | {_fmt(r['return_mean'])} ± {_fmt(r['return_ci95'])} | "
+            f"{_fmt(r['clicks_mean'])} | {_fmt(r['sessions_per_user'])} | "
+            f"{_fmt(r['return_rate'])} | {_fmt(r['env_steps'])} | {_fmt(r['wall_time_s'], 0)} | "
+            f"{_fmt(r['env_steps_per_s'], 0)} | {_fmt(r['sampling_steps_per_s_per_runner'], 0)} "
+            f"({r['num_envs_per_env_runner']} envs) |"
+        )
+    for name, b in online["baselines"].items():
+        peek = " (peeks)" if name in ("greedy", "longterm") else ""
+        lines.append(
+            f"| baseline: {name}{peek} | {_fmt(b['return_mean'])} ± {_fmt(b['return_ci95'])} | "
+            f"{_fmt(b['clicks_mean'])} | {_fmt(b['sessions_per_user'])} | "
+            f"{_fmt(b['return_rate'])} | - | - | - | - |"
+        )
+    lines.append("")
+    return lines
+
+
 def render_markdown(data: dict[str, Any]) -> str:
     lines = [
         "# Results",
@@ -72,41 +109,14 @@ def render_markdown(data: dict[str, Any]) -> str:
         "Written by scripts from `docs/results.json`; do not edit by hand.",
         "",
     ]
-    online = data.get("online")
-    if online:
-        lines += [
-            "## Online training: algorithms under the same wall-clock budget",
-            "",
-            f"`benchmarks/compare_algorithms.py` on `{online['env']}`, {online['budget_s']:.0f} s of "
-            f"training per algorithm, {online['machine']}, {online['date']}. Long-term return is "
-            f"clicks over a user's lifetime, mean ± 95% CI over {online['users']} simulated users "
-            "(the same users for every row).",
-            "",
-            "| policy | return (95% CI) | clicks | sessions/user | return rate | env steps | "
-            "wall s | env steps/s | sampling steps/s per runner |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in online["algorithms"]:
-            lines.append(
-                f"| {r['algorithm']} | {_fmt(r['return_mean'])} ± {_fmt(r['return_ci95'])} | "
-                f"{_fmt(r['clicks_mean'])} | {_fmt(r['sessions_per_user'])} | "
-                f"{_fmt(r['return_rate'])} | {_fmt(r['env_steps'])} | {_fmt(r['wall_time_s'], 0)} | "
-                f"{_fmt(r['env_steps_per_s'], 0)} | {_fmt(r['sampling_steps_per_s_per_runner'], 0)} "
-                f"({r['num_envs_per_env_runner']} envs) |"
-            )
-        for name, b in online["baselines"].items():
-            peek = " (peeks)" if name in ("greedy", "longterm") else ""
-            lines.append(
-                f"| baseline: {name}{peek} | {_fmt(b['return_mean'])} ± {_fmt(b['return_ci95'])} | "
-                f"{_fmt(b['clicks_mean'])} | {_fmt(b['sessions_per_user'])} | "
-                f"{_fmt(b['return_rate'])} | - | - | - | - |"
-            )
-        lines.append("")
+    for key, record in data.items():
+        if key.startswith("online"):
+            lines += _online_section(record)
     for key, record in data.items():
         if key.startswith("offline"):
             lines += _offline_section(record)
     for key, record in data.items():
-        if key == "online" or key.startswith("offline"):
+        if key.startswith(("online", "offline")):
             continue
         lines += [f"## {key}", "", "```json", json.dumps(record, indent=2), "```", ""]
     return "\n".join(lines)

@@ -39,6 +39,9 @@ class ModelConfig:
     """How a user vector meets a candidate: 'dot' (scaled dot product) or 'mlp'."""
     value_hidden: int = 64
     """Width of the value head."""
+    candidate_context: bool = False
+    """Feed the user tower the masked mean of the candidates' features: retrieval chose them for
+    this user, so what is on offer is evidence of the user's interest beyond the short history."""
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
@@ -51,6 +54,10 @@ class ModelConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
                 raise ValueError(f"model.{name} ({value!r}) must be an integer in [1, 4096]")
+        if not isinstance(self.candidate_context, bool):
+            raise ValueError(
+                f"model.candidate_context ({self.candidate_context!r}) must be true or false"
+            )
 
     @classmethod
     def from_module_config(cls, values: dict[str, Any] | None) -> ModelConfig:
@@ -86,7 +93,8 @@ class RecommenderTowers(nn.Module):
         n_ctx = observation_space[Obs.CONTEXT].shape[-1]
         self.config = config
         self.encoder = make_encoder(config.encoder, d + n_resp, config.hidden, h)
-        self.user = _mlp(self.encoder.out_dim + n_ctx, config.hidden, config.hidden)
+        n_offer = d + n_scalar if config.candidate_context else 0
+        self.user = _mlp(self.encoder.out_dim + n_ctx + n_offer, config.hidden, config.hidden)
         self.item = _mlp(d + n_scalar, config.hidden, config.hidden)
         if config.scorer == "mlp":
             self.scorer: nn.Module | None = _mlp(3 * config.hidden, config.hidden, 1)
@@ -101,10 +109,14 @@ class RecommenderTowers(nn.Module):
         """Returns user (B, D), items (B, M, D) and unmasked scores (B, M)."""
         history = torch.cat([obs[Obs.HISTORY_FEATURES], obs[Obs.HISTORY_RESPONSES]], dim=-1)
         encoded = self.encoder(history.float(), obs[Obs.HISTORY_MASK].float())
-        user = self.user(torch.cat([encoded, obs[Obs.CONTEXT].float()], dim=-1))
-        items = self.item(
-            torch.cat([obs[Obs.CANDIDATE_FEATURES], obs[Obs.CANDIDATE_SCALARS]], dim=-1).float()
-        )
+        candidates = torch.cat(
+            [obs[Obs.CANDIDATE_FEATURES], obs[Obs.CANDIDATE_SCALARS]], dim=-1
+        ).float()
+        user_inputs = [encoded, obs[Obs.CONTEXT].float()]
+        if self.config.candidate_context:
+            user_inputs.append(self.pooled_items(candidates, obs[Obs.ACTION_MASK]))
+        user = self.user(torch.cat(user_inputs, dim=-1))
+        items = self.item(candidates)
         if self.scorer is None:
             scores = torch.einsum("bd,bmd->bm", user, items) / self.out_dim**0.5
         else:

@@ -68,9 +68,10 @@ def test_policy_shapes_and_mask(encoder, scorer):
 
 
 @pytest.mark.parametrize("encoder", ENCODERS)
-def test_scores_are_permutation_equivariant(encoder):
+@pytest.mark.parametrize("candidate_context", [False, True])
+def test_scores_are_permutation_equivariant(encoder, candidate_context):
     env, obs = _obs()
-    module = _policy(env, encoder=encoder, scorer="mlp")
+    module = _policy(env, encoder=encoder, scorer="mlp", candidate_context=candidate_context)
     perm = torch.randperm(8, generator=torch.Generator().manual_seed(0))
     permuted = dict(obs)
     for key in (
@@ -215,6 +216,20 @@ def test_model_config_validation():
         ModelConfig(hidden=0)
     with pytest.raises(ValueError, match="unknown model field"):
         ModelConfig.from_dict({"hiden": 3})
+    with pytest.raises(ValueError, match=r"model\.candidate_context"):
+        ModelConfig(candidate_context="yes")
+
+
+def test_candidate_context_feeds_the_user_tower():
+    """With candidate_context, what is on offer changes the user vector; without, it does not."""
+    env, obs = _obs()
+    other = dict(obs)
+    other[Obs.CANDIDATE_FEATURES] = obs[Obs.CANDIDATE_FEATURES].roll(1, dims=0)
+    for on in (False, True):
+        towers = _policy(env, candidate_context=on).towers
+        with torch.no_grad():
+            changed = not torch.allclose(towers(obs)[0], towers(other)[0])
+        assert changed == on
 
 
 def test_space_mismatch_is_a_clear_error():

@@ -86,6 +86,13 @@ class PerModuleGammaPPOLearner(PPOTorchLearner):
 
     @override(PPOTorchLearner)
     def build(self) -> None:
+        import torch
+
+        # Torch's default intra-op threads (one per core) thrash when env runners share those
+        # cores: on 2 busy CPUs a learner update took 13x longer than with one thread (measured:
+        # 34 s vs 2.5 s per 4096-step PPO iteration). A learner uses the CPUs it was given.
+        cpus = self.config.num_cpus_per_learner
+        torch.set_num_threads(cpus if isinstance(cpus, int) and cpus > 0 else 1)
         super().build()
         if self._learner_connector is None or not self.config.is_multi_agent:
             return

@@ -85,9 +85,15 @@ def evaluate_agent(algo: Any, kind: str, env_spec: Any, users: int, seed: int) -
 
 def main() -> None:
     import ray
+    import torch
 
     from rayrec.evaluation import evaluate, make_baseline
     from rayrec.experiment import build_config
+
+    # Both agents' learners run in this process: one torch thread each, as the hierarchical
+    # learner sets for itself (docs/hierarchical.md), so the flat agent is not slowed by torch's
+    # default threads on shared cores.
+    torch.set_num_threads(1)
     from rayrec.specs import EnvSpec, PolicySpec, apply_overrides, load_yaml
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

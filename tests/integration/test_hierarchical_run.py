@@ -74,3 +74,23 @@ def test_a_hierarchical_run_resumes_from_its_checkpoint(hier_run: Path) -> None:
     assert [r["iteration"] for r in rows] == [1, 2, 3]
     assert rows[2]["sim_steps"] > rows[1]["sim_steps"]
     assert json.loads((hier_run / "results.json").read_text())["training"]["iterations"] == 3
+
+
+def test_one_seed_trains_the_same_two_level_agent_twice(ray_session, tmp_path) -> None:
+    rows = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        code = main(
+            [
+                "train",
+                *("--env", str(ROOT / "envs" / "hierarchical.yaml")),
+                *("--policy", str(ROOT / "policies" / "hierarchical_ppo.yaml")),
+                *("--iterations", "2", "--seed", "7", "--out", str(out)),
+                *("--eval-users", "10", "--baselines", "random", "--quiet"),
+                *FAST,
+            ]
+        )
+        assert code == 0
+        rows.append([json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()])
+    keys = ("sim_steps", "agent_returns", "train/high/policy_loss", "train/low/vf_loss")
+    assert [{k: r[k] for k in keys} for r in rows[0]] == [{k: r[k] for k in keys} for r in rows[1]]

@@ -94,12 +94,15 @@ class PerModuleGammaPPOLearner(PPOTorchLearner):
         cpus = self.config.num_cpus_per_learner
         torch.set_num_threads(cpus if isinstance(cpus, int) and cpus > 0 else 1)
         super().build()
-        if self._learner_connector is None or not self.config.is_multi_agent:
-            return
+        pipeline = self._learner_connector
+        if pipeline is None or not any(
+            type(c) is GeneralAdvantageEstimation for c in pipeline.connectors
+        ):
+            return  # no default GAE to replace (custom pipeline)
         modules = list(self.config.policies)
         per_module = {mid: self.config.get_config_for_module(mid) for mid in modules}
-        self._learner_connector.remove("GeneralAdvantageEstimation")
-        self._learner_connector.append(
+        pipeline.remove(GeneralAdvantageEstimation)
+        pipeline.append(
             PerModuleGammaGAE(
                 gamma=self.config.gamma,
                 lambda_=self.config.lambda_,
@@ -177,9 +180,9 @@ def build_hierarchical_config(env: Any, policy: Any, seed: int = 0) -> Any:
     config = _algorithm_config_class(policy.algorithm)()
     config.environment(HIERARCHICAL_RLLIB_ENV_NAME, env_config=env.to_dict())
     apply_sections(config, policy)
-    config.multi_agent(
-        policies=set(LEVELS), policy_mapping_fn=map_level, policies_to_train=list(LEVELS)
-    )
+    # An ordered tuple, not a set: RLlib orders the modules (and so their draws from the seeded
+    # RNGs) as given, and a set of strings iterates in an order that changes with PYTHONHASHSEED.
+    config.multi_agent(policies=LEVELS, policy_mapping_fn=map_level, policies_to_train=list(LEVELS))
     config.rl_module(
         rl_module_spec=MultiRLModuleSpec(rl_module_specs=specs),
         algorithm_config_overrides_per_module={

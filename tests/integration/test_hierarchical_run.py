@@ -94,3 +94,11 @@ def test_one_seed_trains_the_same_two_level_agent_twice(ray_session, tmp_path) -
         rows.append([json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()])
     keys = ("sim_steps", "agent_returns", "train/high/policy_loss", "train/low/vf_loss")
     assert [{k: r[k] for k in keys} for r in rows[0]] == [{k: r[k] for k in keys} for r in rows[1]]
+
+
+def test_serving_a_hierarchical_checkpoint_is_refused_by_name(hier_run: Path) -> None:
+    from rayrec.serve.policy import find_module_dir
+    from rayrec.specs import SpecError
+
+    with pytest.raises(SpecError, match="hierarchical"):
+        find_module_dir(hier_run / "checkpoints" / "final")

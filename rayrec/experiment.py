@@ -33,6 +33,7 @@ __all__ = [
     "check_data",
     "make_vector_env",
     "module_spec",
+    "seeded_and_validated",
     "validate_sections",
 ]
 
@@ -202,12 +203,11 @@ def build_config(
         return build_marketplace_config(env, policy, seed)
 
     validate_sections(policy)
-    if policy.levels is not None:
-        raise SpecError(
-            "policy spec: a hierarchical preset (levels) is not wired into `rayrec train` yet; "
-            "see docs/hierarchical.md"
-        )
     check_data(policy, data)
+    if policy.levels is not None:  # two-level agent on HierarchicalSessionEnv (issue #11)
+        from rayrec.algorithms.hierarchical import build_hierarchical_config
+
+        return build_hierarchical_config(env, policy, seed)
     register_env(RLLIB_ENV_NAME, make_vector_env)
     config = _algorithm_config_class(policy.algorithm)()
     config.environment(RLLIB_ENV_NAME, env_config=env.to_dict())
@@ -222,6 +222,11 @@ def build_config(
         from rayrec.algorithms.apex import ApexEnvRunner
 
         config.env_runners(env_runner_cls=ApexEnvRunner)
+    return seeded_and_validated(config, seed)
+
+
+def seeded_and_validated(config: Any, seed: int) -> Any:
+    """Seed ``config`` and run RLlib's validation, its errors as one SpecError line."""
     config.debugging(seed=seed)
     try:
         config.validate()

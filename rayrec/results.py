@@ -102,6 +102,38 @@ def _online_section(online: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _hierarchical_section(h: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Hierarchical (options) vs flat PPO",
+        "",
+        f"`benchmarks/compare_hierarchical.py` on `{h['env']}` ({', '.join(h['policies'])}), "
+        f"seed {h['seed']}, {h['machine']}, {h['date']}. Two budgets: equal simulator steps "
+        f"({_fmt(h['sim_steps_budget'])}; the hierarchical agent's are its low level's) and equal "
+        f"wall time ({_fmt(h['time_budget_s'], 0)} s of training). Flat return (simulator reward "
+        f"only), mean ± 95% CI over {h['eval_users']} users. {h['note']}.",
+        "",
+        "| budget | agent | return (95% CI) | clicks | sessions/user | topics/user | sim steps | "
+        "iterations | wall s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in h["runs"]:
+        lines.append(
+            f"| {r['budget']} | {r['agent']} | {_fmt(r['return_mean'])} ± "
+            f"{_fmt(r['return_ci95'])} | {_fmt(r['clicks_mean'])} | "
+            f"{_fmt(r['sessions_per_user'])} | {_fmt(r['topics_per_user'])} | "
+            f"{_fmt(r['sim_steps'])} | {r['iterations']} | {_fmt(r['wall_time_s'], 0)} |"
+        )
+    for name, b in h["baselines"].items():
+        peek = " (peeks)" if name in ("greedy", "longterm") else ""
+        lines.append(
+            f"| - | baseline: {name}{peek} | {_fmt(b['return_mean'])} ± "
+            f"{_fmt(b['return_ci95'])} | {_fmt(b['clicks_mean'])} | "
+            f"{_fmt(b['sessions_per_user'])} | {_fmt(b['topics_per_user'])} | - | - | - |"
+        )
+    lines.append("")
+    return lines
+
+
 def render_markdown(data: dict[str, Any]) -> str:
     lines = [
         "# Results",
@@ -115,8 +147,10 @@ def render_markdown(data: dict[str, Any]) -> str:
     for key, record in data.items():
         if key.startswith("offline"):
             lines += _offline_section(record)
+    if "hierarchical" in data:
+        lines += _hierarchical_section(data["hierarchical"])
     for key, record in data.items():
-        if key.startswith(("online", "offline")):
+        if key == "hierarchical" or key.startswith(("online", "offline")):
             continue
         lines += [f"## {key}", "", "```json", json.dumps(record, indent=2), "```", ""]
     return "\n".join(lines)

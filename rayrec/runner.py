@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from rayrec.envs.hierarchical.config import LOW
 from rayrec.keys import Metrics
 from rayrec.specs import MARKETPLACE_ENV_ID, EnvSpec, PolicySpec, SpecError
 
@@ -165,12 +166,23 @@ class _Progress:
             self._bar.stop()
 
 
+def _numbers(values: dict[str, Any], prefix: str) -> dict[str, float]:
+    return {
+        f"{prefix}{k}": float(v)
+        for k, v in values.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
 def _metrics_row(result: dict[str, Any], iteration: int, seconds: float, steps0: int) -> dict:
+    """One metrics.jsonl line. Multi-agent (hierarchical) runs add per-agent returns and steps
+    (``agent_returns``, ``sim_steps`` = the low level's steps) and learner stats per module
+    (``train/<module>/...``); their ``episode_return_mean`` adds both levels' returns."""
     runners = result.get("env_runners", {})
     steps = int(runners.get("num_env_steps_sampled_lifetime", 0) or 0)
-    learners = result.get("learners", {}).get("default_policy", {})
+    learners = result.get("learners", {})
     ret = runners.get("episode_return_mean")
-    return {
+    row = {
         "iteration": iteration,
         "env_steps": steps,
         "episode_return_mean": None if ret is None or math.isnan(ret) else float(ret),
@@ -178,12 +190,18 @@ def _metrics_row(result: dict[str, Any], iteration: int, seconds: float, steps0:
         "num_episodes": runners.get("num_episodes"),
         "env_steps_per_s": (steps - steps0) / max(seconds, 1e-9),
         "time_total_s": result.get("time_total_s"),
-        **{
-            f"train/{k}": float(v)
-            for k, v in learners.items()
-            if isinstance(v, int | float) and not isinstance(v, bool)
-        },
     }
+    if "default_policy" in learners or not learners:
+        row.update(_numbers(learners.get("default_policy", {}), "train/"))
+        return row
+    agent_steps = runners.get("num_agent_steps_sampled_lifetime") or {}
+    if LOW in agent_steps:
+        row["sim_steps"] = int(agent_steps[LOW])
+    row["agent_returns"] = _numbers(runners.get("agent_episode_returns_mean") or {}, "")
+    for module_id, stats in learners.items():
+        if module_id != "__all_modules__" and isinstance(stats, dict):
+            row.update(_numbers(stats, f"train/{module_id}/"))
+    return row
 
 
 def _iterate(
@@ -342,8 +360,14 @@ def _train_loop(
     # Evaluate what the learner trained, read back from the final checkpoint exactly as
     # `rayrec evaluate` does: with remote learners (IMPALA, APPO) the driver's own copy of the
     # module is never synchronised, so algo.get_module() would be the untrained one.
-    policy = ModulePolicy.from_checkpoint(ckpt_dir / "final", name=algo.config.algo_class.__name__)
-    env_spec, _, _ = load_run_spec(run)
+    env_spec, policy_spec, _ = load_run_spec(run)
+    name = algo.config.algo_class.__name__
+    if policy_spec.levels is not None:
+        from rayrec.algorithms.hierarchical import HierarchicalPolicy
+
+        policy: Any = HierarchicalPolicy.from_checkpoint(ckpt_dir / "final", name=name)
+    else:
+        policy = ModulePolicy.from_checkpoint(ckpt_dir / "final", name=name)
     results = compare(policy, env_spec, options.eval_users, options.eval_seed, options.baselines)
     if options.data is not None:
         results["data"] = _behavior_results(options, env_spec)
@@ -411,8 +435,14 @@ def compare(
     """Evaluate ``policy`` and the named baselines on the same users (same seed)."""
     from rayrec.evaluation import evaluate, make_baseline
 
+    # A two-level agent plays HierarchicalSessionEnv and is scored on the flat return.
+    evaluate_self = getattr(policy, "evaluate_on", None)
     out: dict[str, Any] = {
-        "policy": evaluate(policy, env.config, users=users, seed=seed),
+        "policy": (
+            evaluate_self(env, users, seed)
+            if evaluate_self is not None
+            else evaluate(policy, env.config, users=users, seed=seed)
+        ),
         "baselines": {},
         "evaluation": {"users": users, "seed": seed},
     }
@@ -438,8 +468,19 @@ def evaluate_checkpoint(
         if run is None:
             raise SpecError(f"--checkpoint {checkpoint}: no spec.yaml above it; pass --env")
         env, _, _ = load_run_spec(run)
-    policy = ModulePolicy.from_checkpoint(checkpoint)
+    if env.hierarchy is not None and _is_hierarchical(checkpoint):
+        from rayrec.algorithms.hierarchical import HierarchicalPolicy
+
+        policy: Any = HierarchicalPolicy.from_checkpoint(checkpoint)
+    else:
+        policy = ModulePolicy.from_checkpoint(checkpoint)
     return compare(policy, env, users, seed, baselines)
+
+
+def _is_hierarchical(checkpoint: Path) -> bool:
+    """The checkpoint holds one module per level (``high`` and ``low``)."""
+    roots = (checkpoint / "learner_group" / "learner" / "rl_module", checkpoint / "rl_module")
+    return any((root / LOW).is_dir() for root in (*roots, checkpoint))
 
 
 def comparison_table(results: dict[str, Any]) -> list[list[str]]:

@@ -53,6 +53,10 @@ def find_module_dir(checkpoint: Path) -> Path:
     ):
         if (candidate / _CTOR_FILE).is_file() and any(candidate.glob(f"{_MODULE_STATE}*")):
             return candidate
+    if (checkpoint / "learner_group" / "learner" / "rl_module" / "high").is_dir():
+        raise SpecError(
+            f"{checkpoint}: a hierarchical (two-level) checkpoint; serving one is not supported yet"
+        )
     raise SpecError(f"{checkpoint}: not an rayrec/RLlib checkpoint (no RLModule state found)")
 
 

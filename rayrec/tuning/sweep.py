@@ -127,6 +127,12 @@ def plan_sweep(
     _, trial_policy = apply_overrides({}, apply_params(policy_raw, sweep.trial.set), overrides)
     env = EnvSpec.from_dict(env_raw, str(env_path))
     policy = PolicySpec.from_dict(base, str(policy_path))
+    if policy.levels is not None:
+        # Trials evaluate one RLModule (default_policy); a two-level agent has one per level.
+        raise SpecError(
+            f"{policy_path}: `rayrec tune` does not sweep hierarchical presets (levels) yet; "
+            "train them with `rayrec train` (docs/hierarchical.md)"
+        )
     from rayrec.experiment import validate_sections
 
     validate_sections(policy, str(policy_path))

@@ -1,5 +1,5 @@
-"""The hierarchical scenario and presets as specs: the hierarchy section, per-level overrides, and
-the runner's refusal of presets it cannot train yet (no Ray started)."""
+"""The hierarchical scenario and presets as specs: the hierarchy section and per-level overrides
+(no Ray started). What `rayrec train` builds from them: tests/algorithms/test_hierarchical.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rayrec.envs.hierarchical import HierarchicalSessionEnv, HierarchyConfig
-from rayrec.experiment import build_config, validate_sections
+from rayrec.experiment import validate_sections
 from rayrec.specs import EnvSpec, PolicySpec, SpecError, load_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,10 +51,3 @@ def test_per_level_training_keys_are_checked() -> None:
     spec = PolicySpec.from_dict({"algorithm": "PPO", "levels": {"high": {"training": {"gama": 1}}}})
     with pytest.raises(SpecError, match="gama"):
         validate_sections(spec)
-
-
-def test_rayrec_train_refuses_a_hierarchical_preset() -> None:
-    env = EnvSpec.from_dict(load_yaml(ROOT / "envs" / "hierarchical.yaml"))
-    policy = PolicySpec.from_dict(load_yaml(ROOT / "policies" / "hierarchical_ppo.yaml"))
-    with pytest.raises(SpecError, match="not wired into `rayrec train`"):
-        build_config(env, policy)

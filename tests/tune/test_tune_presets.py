@@ -41,3 +41,15 @@ def test_preset_trials_run_two_at_once_on_two_cpus(space):
         }
         bundles = trial_resources(setup, params).bundles
         assert sum(b.get("CPU", 0) for b in bundles) <= 1.0, bundles
+
+
+def test_a_hierarchical_preset_is_refused_before_ray_starts():
+    from rayrec.specs import SpecError
+
+    with pytest.raises(SpecError, match=r"does not sweep hierarchical presets \(levels\)"):
+        plan_sweep(
+            ROOT / "envs" / "hierarchical.yaml",
+            ROOT / "policies" / "hierarchical_ppo.yaml",
+            ROOT / "tune" / "ppo_asha.yaml",
+            overrides=[],
+        )

@@ -35,7 +35,7 @@ from rayrec.envs.hierarchical.options import (
 )
 from rayrec.envs.observation import Obs, action_space, observation_space, observe
 from rayrec.envs.session import _first_seed, _seed_simulator
-from rayrec.sim import SessionSimulator, SimConfig
+from rayrec.sim import SessionSimulator, SimConfig, StepResult
 
 __all__ = ["HierarchicalSessionEnv"]
 
@@ -99,6 +99,9 @@ class HierarchicalSessionEnv(MultiAgentEnv):
         self._high_acc = 0.0
         self._topic_shown = np.zeros(t, dtype=np.float64)
         self._topic_clicks = np.zeros(t, dtype=np.float64)
+        self.last_result: StepResult | None = None
+        """The simulator's result of the last low step (None before the first): what evaluation
+        reads for clicks, watch and coverage."""
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -151,7 +154,7 @@ class HierarchicalSessionEnv(MultiAgentEnv):
         option = self.options[self.option]
         topic = sim.catalog.topic
         history_topics, history_clicked = self._history_topics()
-        r = sim.step(np.asarray(action).reshape(1, -1))
+        r = self.last_result = sim.step(np.asarray(action).reshape(1, -1))
 
         shown_items = r.slate_items[0][r.shown[0]]
         shown_topics = topic.take(shown_items).astype(np.int64)

@@ -43,23 +43,13 @@ def build_options(config: HierarchyConfig, num_topics: int) -> tuple[Option, ...
     return tuple(out)
 
 
-def _available(
-    option: Option,
-    candidate_topics: np.ndarray,
-    candidate_valid: np.ndarray,
-    history_topics: np.ndarray,
-    history_clicked: np.ndarray,
-) -> bool:
-    seen = history_topics[history_topics >= 0]
-    offered = candidate_topics[candidate_valid]
+def _available(option: Option, offered: set[int], novel: bool, clicked_any: bool) -> bool:
     if option.kind == "explore":
-        # Something not yet in the history is on offer.
-        return bool(np.isin(offered, seen, invert=True).any())
+        return novel  # something not yet in the history is on offer
     if option.kind == "exploit":
-        # There is a known interest: at least one click in the history.
-        return bool(history_clicked.any())
+        return clicked_any  # there is a known interest: at least one click in the history
     if option.kind == "topic":
-        return bool((offered == option.topic).any())
+        return option.topic in offered
     return True  # diversify: everywhere
 
 
@@ -82,13 +72,11 @@ def initiation_mask(
     With ``fallback``, when no option is available (only possible without ``diversify``), every
     option is.
     """
-    mask = np.array(
-        [
-            _available(o, candidate_topics, candidate_valid, history_topics, history_clicked)
-            for o in options
-        ],
-        dtype=bool,
-    )
+    # Python sets of a few small ints: this runs at every step of every env (the hot path).
+    offered = set(candidate_topics[candidate_valid].tolist())
+    novel = bool(offered - set(history_topics[history_topics >= 0].tolist()))
+    clicked_any = bool(history_clicked.any())
+    mask = np.array([_available(o, offered, novel, clicked_any) for o in options], dtype=bool)
     if fallback and not mask.any():
         mask[:] = True
     return mask

@@ -62,8 +62,12 @@ def build_marketplace_config(env_spec: Any, policy: Any, seed: int = 0) -> Any:
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
     from ray.tune.registry import register_env
 
-    from rayrec.experiment import _algorithm_config_class, apply_sections, validate_sections
-    from rayrec.specs import SpecError
+    from rayrec.experiment import (
+        _algorithm_config_class,
+        apply_sections,
+        seeded_and_validated,
+        validate_sections,
+    )
 
     validate_sections(policy)
     multi = policy.multi_agent or validate_multi_agent(None, policy.algorithm)
@@ -101,12 +105,7 @@ def build_marketplace_config(env_spec: Any, policy: Any, seed: int = 0) -> Any:
         policies_to_train=sorted(specs),
     )
     config.rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs=specs))
-    config.debugging(seed=seed)
-    try:
-        config.validate()
-    except (TypeError, ValueError) as e:
-        raise SpecError(f"policy spec: RLlib rejected the configuration: {e}") from e
-    return config
+    return seeded_and_validated(config, seed)
 
 
 # ---- evaluation ----------------------------------------------------------------------------------

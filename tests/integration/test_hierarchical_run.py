@@ -1,0 +1,104 @@
+"""`rayrec train` with the hierarchical preset end to end: a two-level run folder, its results on
+the flat return, a resume from its checkpoint and `rayrec evaluate` of that checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rayrec.cli import main
+from rayrec.keys import Metrics
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = [
+    *("--set", "env_runners.num_envs_per_env_runner=8"),
+    *("--set", "training.train_batch_size_per_learner=256"),
+    *("--set", "training.minibatch_size=128"),
+    *("--set", "training.num_epochs=1"),
+]
+
+
+@pytest.fixture(scope="module")
+def hier_run(ray_session, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "hier"
+    code = main(
+        [
+            "train",
+            *("--env", str(ROOT / "envs" / "hierarchical.yaml")),
+            *("--policy", str(ROOT / "policies" / "hierarchical_ppo.yaml")),
+            *("--iterations", "2", "--checkpoint-every", "1"),
+            *("--out", str(out), "--eval-users", "40", "--quiet"),
+            *FAST,
+        ]
+    )
+    assert code == 0
+    return out
+
+
+def test_a_hierarchical_run_writes_results_on_the_flat_return(hier_run: Path) -> None:
+    results = json.loads((hier_run / "results.json").read_text())
+    assert set(Metrics.REQUIRED) <= set(results["policy"])
+    assert results["policy"][Metrics.USERS] == 40
+    assert set(results["baselines"]) == {"random", "greedy", "longterm"}  # the preset's
+    assert results["training"]["iterations"] == 2
+    rows = [json.loads(line) for line in (hier_run / "metrics.jsonl").read_text().splitlines()]
+    # The simulator steps are the low level's; a high-level turn is an env step too.
+    assert 0 < rows[-1]["sim_steps"] < rows[-1]["env_steps"]
+    assert set(rows[-1]["agent_returns"]) == {"high", "low"}
+    assert "train/high/policy_loss" in rows[-1] and "train/low/policy_loss" in rows[-1]
+    for level in ("high", "low"):
+        assert (
+            hier_run / "checkpoints" / "final" / "learner_group" / "learner" / "rl_module" / level
+        ).is_dir()
+
+
+def test_a_hierarchical_checkpoint_evaluates_to_the_same_result(hier_run: Path, capsys) -> None:
+    capsys.readouterr()
+    checkpoint = str(hier_run / "checkpoints" / "final")
+    code = main(["evaluate", "--checkpoint", checkpoint, "--users", "40", "--json"])
+    assert code == 0
+    again = json.loads(capsys.readouterr().out)["policy"]
+    first = json.loads((hier_run / "results.json").read_text())["policy"]
+    assert again[Metrics.RETURN_MEAN] == pytest.approx(first[Metrics.RETURN_MEAN])
+
+
+def test_a_hierarchical_run_resumes_from_its_checkpoint(hier_run: Path) -> None:
+    args = ["train", "--out", str(hier_run), "--resume", "--iterations", "3"]
+    code = main([*args, "--eval-users", "20", "--quiet"])
+    assert code == 0
+    rows = [json.loads(line) for line in (hier_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [1, 2, 3]
+    assert rows[2]["sim_steps"] > rows[1]["sim_steps"]
+    assert json.loads((hier_run / "results.json").read_text())["training"]["iterations"] == 3
+
+
+def test_one_seed_trains_the_same_two_level_agent_twice(ray_session, tmp_path) -> None:
+    rows = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        code = main(
+            [
+                "train",
+                *("--env", str(ROOT / "envs" / "hierarchical.yaml")),
+                *("--policy", str(ROOT / "policies" / "hierarchical_ppo.yaml")),
+                *("--iterations", "2", "--seed", "7", "--out", str(out)),
+                *("--eval-users", "10", "--baselines", "random", "--quiet"),
+                *FAST,
+            ]
+        )
+        assert code == 0
+        rows.append([json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()])
+    keys = ("sim_steps", "agent_returns", "train/high/policy_loss", "train/low/vf_loss")
+    assert [{k: r[k] for k in keys} for r in rows[0]] == [{k: r[k] for k in keys} for r in rows[1]]
+
+
+def test_serving_a_hierarchical_checkpoint_is_refused_by_name(hier_run: Path) -> None:
+    from rayrec.serve.policy import find_module_dir
+    from rayrec.specs import SpecError
+
+    with pytest.raises(SpecError, match="hierarchical"):
+        find_module_dir(hier_run / "checkpoints" / "final")

@@ -174,6 +174,40 @@ def _numbers(values: dict[str, Any], prefix: str) -> dict[str, float]:
     }
 
 
+STALL_ITERATIONS = 10
+STALL_SECONDS = 120.0
+"""An online run that samples no env step for STALL_ITERATIONS iterations in a row lasting at
+least STALL_SECONDS is broken."""
+
+
+class SamplingWatch:
+    """Fails an online run whose env runners sample nothing, instead of "training" on nothing.
+
+    RLlib restarts failed env runners and carries on; if every restart fails again (say, a module
+    that no longer loads its synchronised weights), iterations keep coming with zero new env steps
+    and the run would end with an untrained policy and a results.json that looks normal.
+    """
+
+    def __init__(self, limit: int = STALL_ITERATIONS, seconds: float = STALL_SECONDS) -> None:
+        self.limit, self.seconds = limit, seconds
+        self.last = 0
+        self.idle = 0
+        self.idle_since = 0.0
+
+    def update(self, iteration: int, steps_lifetime: int, now: float) -> None:
+        if steps_lifetime > self.last or self.idle == 0:
+            self.idle_since = now
+        self.idle = 0 if steps_lifetime > self.last else self.idle + 1
+        self.last = max(self.last, steps_lifetime)
+        if self.idle >= self.limit and now - self.idle_since >= self.seconds:
+            raise RuntimeError(
+                f"no env steps sampled in the last {self.idle} iterations "
+                f"({now - self.idle_since:.0f} s, up to iteration "
+                f"{iteration}, {self.last:,} steps in all): every env runner keeps failing; "
+                "see the env runners' errors in the Ray worker logs (/tmp/ray/session_latest/logs)"
+            )
+
+
 def _metrics_row(result: dict[str, Any], iteration: int, seconds: float, steps0: int) -> dict:
     """One metrics.jsonl line. Multi-agent (hierarchical) runs add per-agent returns and steps
     (``agent_returns``, ``sim_steps`` = the low level's steps) and learner stats per module
@@ -312,6 +346,7 @@ def _train_loop(
     t0 = time.time()
     last_t, last_steps = t0, None
     row: dict[str, Any] = {}
+    watch = SamplingWatch() if options.data is None else None
     try:
         with (run / METRICS_FILE).open("a") as metrics:
             for iteration, result in _iterate(algo, options, start_iteration, t0):
@@ -323,6 +358,8 @@ def _train_loop(
                 if last_steps is None:
                     row["env_steps_per_s"] = None
                 last_t, last_steps = now, steps_now
+                if watch is not None:
+                    watch.update(iteration, steps_now, now)
                 metrics.write(json.dumps(row, default=_builtin) + "\n")
                 metrics.flush()
                 for key, value in row.items():

@@ -65,6 +65,14 @@ def _offline_section(off: dict[str, Any]) -> list[str]:
     return lines
 
 
+PEEKING_BASELINES = ("greedy", "longterm")
+
+
+def _baseline_label(name: str) -> str:
+    """A baseline's name, marked when it reads the latent user state."""
+    return f"{name} (peeks)" if name in PEEKING_BASELINES else name
+
+
 def _online_section(online: dict[str, Any]) -> list[str]:
     title = online.get("title", "Online training: algorithms under the same wall-clock budget")
     lines = [
@@ -92,9 +100,8 @@ def _online_section(online: dict[str, Any]) -> list[str]:
             f"({r['num_envs_per_env_runner']} envs) |"
         )
     for name, b in online["baselines"].items():
-        peek = " (peeks)" if name in ("greedy", "longterm") else ""
         lines.append(
-            f"| baseline: {name}{peek} | {_fmt(b['return_mean'])} ± {_fmt(b['return_ci95'])} | "
+            f"| baseline: {_baseline_label(name)} | {_fmt(b['return_mean'])} ± {_fmt(b['return_ci95'])} | "
             f"{_fmt(b['clicks_mean'])} | {_fmt(b['sessions_per_user'])} | "
             f"{_fmt(b['return_rate'])} | - | - | - | - |"
         )
@@ -124,9 +131,8 @@ def _hierarchical_section(h: dict[str, Any]) -> list[str]:
             f"{_fmt(r['sim_steps'])} | {r['iterations']} | {_fmt(r['wall_time_s'], 0)} |"
         )
     for name, b in h["baselines"].items():
-        peek = " (peeks)" if name in ("greedy", "longterm") else ""
         lines.append(
-            f"| - | baseline: {name}{peek} | {_fmt(b['return_mean'])} ± "
+            f"| - | baseline: {_baseline_label(name)} | {_fmt(b['return_mean'])} ± "
             f"{_fmt(b['return_ci95'])} | {_fmt(b['clicks_mean'])} | "
             f"{_fmt(b['sessions_per_user'])} | {_fmt(b['topics_per_user'])} | - | - | - |"
         )

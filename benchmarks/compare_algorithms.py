@@ -3,7 +3,8 @@
 Each preset in ``--presets`` is trained on ``--env`` (default envs/session.yaml) for ``--budget``
 seconds on this machine with its own resources (``--profile`` may override them), then evaluated
 in the simulator on the same users as the baselines: random, most-popular, greedy-myopic (peeks at
-the true click probabilities) and the long-term heuristic (peeks too; an upper reference, not a
+the true click probabilities), the hand-written non-peeking heuristic (what the observation alone
+earns without learning) and the long-term oracle (peeks too; an upper reference, not a
 competitor). Sampling throughput per env runner is measured separately for each preset's env-runner
 settings.
 
@@ -36,29 +37,10 @@ sys.path.insert(0, str(ROOT))
 from rayrec.results import update_results  # noqa: E402
 
 
-def _sampling_rate(env, policy, seconds: float = 8.0) -> float:
-    """Env steps/s of one local EnvRunner with the preset's vectorisation (inference included)."""
-    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
-
-    from rayrec.algorithms import ApexEnvRunner
-    from rayrec.experiment import build_config
-
-    config = build_config(env, policy)
-    config.env_runners(num_env_runners=0)
-    cls = ApexEnvRunner if policy.apex is not None else SingleAgentEnvRunner
-    runner = cls(config=config)
-    runner.sample(num_timesteps=1000)
-    t, steps = time.perf_counter(), 0
-    while time.perf_counter() - t < seconds:
-        steps += sum(len(e) for e in runner.sample(num_timesteps=4096))
-    rate = steps / (time.perf_counter() - t)
-    runner.stop()
-    return rate
-
-
 def main() -> None:
     import ray
 
+    from rayrec.experiment import sampling_rate
     from rayrec.keys import Metrics
     from rayrec.runner import RunOptions, train
     from rayrec.specs import EnvSpec, PolicySpec, apply_overrides, load_yaml
@@ -74,7 +56,7 @@ def main() -> None:
         metavar="LABEL PRESET [KEY=VALUE",
         help="a labelled row: preset name and --set overrides (repeatable)",
     )
-    parser.add_argument("--baselines", default="random,popular,greedy,longterm")
+    parser.add_argument("--baselines", default="random,popular,greedy,heuristic,longterm")
     parser.add_argument("--key", default="online", help="results.json key (online...)")
     parser.add_argument("--title", default=None, help="section title in docs/results.md")
     parser.add_argument("--note", default=None, help="a paragraph under the title")
@@ -131,7 +113,7 @@ def main() -> None:
                     "env_steps": tr["env_steps"],
                     "wall_time_s": tr["wall_time_s"],
                     "env_steps_per_s": (tr["env_steps"] or 0) / max(tr["wall_time_s"], 1e-9),
-                    "sampling_steps_per_s_per_runner": _sampling_rate(env, policy),
+                    "sampling_steps_per_s_per_runner": sampling_rate(env, policy),
                     "num_env_runners": policy.sections["env_runners"].get("num_env_runners"),
                     "num_envs_per_env_runner": policy.sections["env_runners"].get(
                         "num_envs_per_env_runner"
@@ -139,8 +121,9 @@ def main() -> None:
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
-    finally:
+    except BaseException:
         ray.shutdown()
+        raise
     record = {
         "env": args.env
         if not args.env.startswith(str(ROOT))
@@ -167,6 +150,8 @@ def main() -> None:
         },
     }
     update_results(args.key, record)
+    # Only now: an object collected after ray.shutdown() can make Ray end the process on the spot.
+    ray.shutdown()
     print((ROOT / "docs" / "results.md").read_text())
 
 

@@ -68,7 +68,9 @@ def main() -> None:
                     seed=args.seed,
                     iterations=args.iterations,
                     eval_users=args.eval_users,
-                    baselines=("random", "popular", "greedy") if baselines is None else (),
+                    baselines=("random", "popular", "greedy", "heuristic")
+                    if baselines is None
+                    else (),
                     checkpoint_every=10_000,
                     data=data,
                 )
@@ -91,8 +93,9 @@ def main() -> None:
                     }
                 )
                 print(json.dumps(rows[-1]), flush=True)
-    finally:
+    except BaseException:
         ray.shutdown()
+        raise
     record = {
         "env": str(Path(args.env).resolve().relative_to(ROOT))
         if str(Path(args.env).resolve()).startswith(str(ROOT))
@@ -108,6 +111,8 @@ def main() -> None:
         "baselines": {name: _summary(b) for name, b in baselines.items()},
     }
     update_results(args.key, record)
+    # Only now: an object collected after ray.shutdown() can make Ray end the process on the spot.
+    ray.shutdown()
     print(f"wrote docs/results.json ({args.key}): {len(rows)} algorithms")
 
 

@@ -9,6 +9,7 @@ the config's current default.
 from __future__ import annotations
 
 import inspect
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ __all__ = [
     "check_data",
     "make_vector_env",
     "module_spec",
+    "sampling_rate",
     "seeded_and_validated",
     "validate_sections",
 ]
@@ -233,6 +235,27 @@ def seeded_and_validated(config: Any, seed: int) -> Any:
     except (TypeError, ValueError) as e:
         raise SpecError(f"policy spec: RLlib rejected the configuration: {e}") from e
     return config
+
+
+def sampling_rate(env: EnvSpec, policy: PolicySpec, seconds: float = 8.0) -> float:
+    """Env steps/s of one local EnvRunner with ``policy``'s vectorisation: env steps, connectors
+    and batched RLModule inference together, no learner. No Ray cluster is needed."""
+    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+
+    from rayrec.algorithms.apex import ApexEnvRunner
+
+    config = build_config(env, policy)
+    config.env_runners(num_env_runners=0)
+    cls = ApexEnvRunner if policy.apex is not None else SingleAgentEnvRunner
+    runner = cls(config=config)
+    try:
+        runner.sample(num_timesteps=1000)  # warm-up: first module calls, env reset
+        start, steps = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds:
+            steps += sum(len(e) for e in runner.sample(num_timesteps=4096))
+        return steps / (time.perf_counter() - start)
+    finally:
+        runner.stop()
 
 
 class ModulePolicy:

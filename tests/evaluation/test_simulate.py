@@ -111,3 +111,45 @@ def test_baselines_choose_distinct_valid_candidates(name: str, slate_size: int) 
     assert slate.shape == (64, slate_size)
     assert np.take_along_axis(sim.candidate_valid, slate, 1).all()
     assert all(len(set(row)) == slate_size for row in slate.tolist())
+
+
+class NoPeeking(SessionSimulator):
+    """A simulator whose oracle API fails: a policy that calls it is caught."""
+
+    def oracle_click_probability(self) -> np.ndarray:
+        raise AssertionError("peeked at the click probabilities")
+
+    def oracle_expected_watch(self) -> np.ndarray:
+        raise AssertionError("peeked at the expected watch")
+
+
+def test_heuristic_reads_only_the_observation() -> None:
+    sim = NoPeeking(SMALL, 32, seed=1)
+    sim.reset()
+    policy = make_baseline("heuristic")
+    for _ in range(30):
+        obs = observe(sim)
+        slate = policy.act(obs, sim)
+        assert obs["action_mask"][np.arange(32), slate[:, 0]].all()
+        sim.step(slate)
+
+
+def test_heuristic_prefers_what_the_user_clicked_and_would_watch() -> None:
+    """Two candidates equal in every scalar: the one along the clicked history wins; two equal in
+    direction: the one with the higher watch estimate wins."""
+    d, h, m = 4, 3, 2
+    e1, e2 = np.eye(d, dtype=np.float32)[0], np.eye(d, dtype=np.float32)[1]
+    obs = {
+        "history_features": np.stack([e1, e1, e2])[None],
+        "history_responses": np.array([[[1, 0.9, 0, 0], [1, 0.8, 0, 0], [0, 0, 0, 0]]], np.float32),
+        "history_mask": np.ones((1, h), np.float32),
+        "candidate_features": np.stack([e2, e1])[None],
+        "candidate_scalars": np.tile(np.array([0, 0.3, 0.5, 0, 0, 0], np.float32), (1, m, 1)),
+        "action_mask": np.ones((1, m), np.int8),
+    }
+    sim = SessionSimulator(SMALL, 1, seed=0)
+    policy = make_baseline("heuristic")
+    assert policy.act(obs, sim)[0, 0] == 1
+    obs["candidate_features"] = np.stack([e1, e1])[None]
+    obs["candidate_scalars"][0, 0, 2] = 0.9
+    assert policy.act(obs, sim)[0, 0] == 0

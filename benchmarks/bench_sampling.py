@@ -5,7 +5,8 @@ env through ``SessionVectorEnv`` (the ``vector_entry_point``) with batched RLMod
 PPO's env runners do. Every vector step costs a fixed Python overhead (connectors, episode
 bookkeeping, one module call), so env steps/s per runner grow with the envs per runner. Prints the
 median of ``--repeats`` and the ratio against ``policies/ppo.yaml``'s own setting, measured in the
-same run.
+same run, and stores the table in ``docs/results.json`` (key ``sampling``) and ``docs/results.md``
+(``--no-write`` to only print).
 
     python benchmarks/bench_sampling.py [--envs 16,64,256,1024] [--seconds 6] [--repeats 3]
 """
@@ -14,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import statistics
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +28,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 def main() -> None:
     from rayrec.experiment import sampling_rate
+    from rayrec.results import update_results
     from rayrec.specs import EnvSpec, PolicySpec, apply_overrides, load_yaml
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -33,6 +37,7 @@ def main() -> None:
     parser.add_argument("--envs", default="16,64,256,1024", help="envs per runner, comma-separated")
     parser.add_argument("--seconds", type=float, default=6.0, help="sampling time per repeat")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-write", action="store_true", help="print only, keep docs/ as is")
     args = parser.parse_args()
     counts = [int(n) for n in args.envs.split(",") if n]
     if not counts or min(counts) < 1 or args.repeats < 1 or args.seconds <= 0:
@@ -68,6 +73,18 @@ def main() -> None:
     for n in sorted(rates):
         mark = " (preset)" if n == preset else ""
         print(f"| {n}{mark} | {rates[n]:,.0f} | {rates[n] / rates[preset]:.2f}x |")
+    if not args.no_write:
+        record = {
+            "env": Path(args.env).name,
+            "policy": Path(args.policy).name,
+            "preset_envs": preset,
+            "seconds": args.seconds,
+            "repeats": args.repeats,
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+            "date": time.strftime("%Y-%m-%d"),
+            "rates": [{"envs": n, "env_steps_per_s": rates[n]} for n in sorted(rates)],
+        }
+        update_results("sampling", record)
 
 
 if __name__ == "__main__":

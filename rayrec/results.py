@@ -140,6 +140,29 @@ def _hierarchical_section(h: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _sampling_section(s: dict[str, Any]) -> list[str]:
+    preset = next(r for r in s["rates"] if r["envs"] == s["preset_envs"])["env_steps_per_s"]
+    lines = [
+        "## Sampling: env steps/s of one env runner against its vectorised envs",
+        "",
+        f"`benchmarks/bench_sampling.py`: `{s['policy']}` on `{s['env']}`, one local "
+        "SingleAgentEnvRunner (env steps, connectors and batched RLModule inference, no learner), "
+        f"median of {s['repeats']} x {s['seconds']:g} s, {s['machine']}, {s['date']}. "
+        "The ratio is against the preset's own setting, measured in the same run.",
+        "",
+        "| envs per runner | env steps/s | vs preset |",
+        "|---|---|---|",
+    ]
+    for r in s["rates"]:
+        mark = " (preset)" if r["envs"] == s["preset_envs"] else ""
+        lines.append(
+            f"| {r['envs']}{mark} | {_fmt(r['env_steps_per_s'], 0)} | "
+            f"{r['env_steps_per_s'] / preset:.2f}x |"
+        )
+    lines.append("")
+    return lines
+
+
 def render_markdown(data: dict[str, Any]) -> str:
     lines = [
         "# Results",
@@ -153,10 +176,12 @@ def render_markdown(data: dict[str, Any]) -> str:
     for key, record in data.items():
         if key.startswith("offline"):
             lines += _offline_section(record)
+    if "sampling" in data:
+        lines += _sampling_section(data["sampling"])
     if "hierarchical" in data:
         lines += _hierarchical_section(data["hierarchical"])
     for key, record in data.items():
-        if key == "hierarchical" or key.startswith(("online", "offline")):
+        if key in ("hierarchical", "sampling") or key.startswith(("online", "offline")):
             continue
         lines += [f"## {key}", "", "```json", json.dumps(record, indent=2), "```", ""]
     return "\n".join(lines)

@@ -54,3 +54,25 @@ def test_update_results_keeps_the_other_keys(tmp_path) -> None:
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["other"] == {"x": 1} and data["hierarchical"]["seed"] == 0
     assert "Hierarchical (options) vs flat PPO" in (tmp_path / "results.md").read_text()
+
+
+def test_the_sampling_record_renders_ratios_against_the_preset() -> None:
+    record = {
+        "env": "session.yaml",
+        "policy": "ppo.yaml",
+        "preset_envs": 64,
+        "seconds": 6.0,
+        "repeats": 3,
+        "machine": "x86_64, 2 CPUs",
+        "date": "2026-11-29",
+        "rates": [
+            {"envs": 16, "env_steps_per_s": 2000.0},
+            {"envs": 64, "env_steps_per_s": 5000.0},
+            {"envs": 1024, "env_steps_per_s": 20000.0},
+        ],
+    }
+    text = render_markdown({"sampling": record})
+    assert "| 64 (preset) | 5,000 | 1.00x |" in text
+    assert "| 1024 | 20,000 | 4.00x |" in text
+    assert "| 16 | 2,000 | 0.40x |" in text
+    assert "```json" not in text

@@ -2,8 +2,9 @@
 
 One local RLlib ``SingleAgentEnvRunner`` (no learner, no Ray cluster) samples the default session
 env through ``SessionVectorEnv`` (the ``vector_entry_point``) with batched RLModule inference, as
-PPO's env runners do. Every vector step costs a fixed Python overhead (connectors, episode
-bookkeeping, one module call), so env steps/s per runner grow with the envs per runner. Prints the
+PPO's env runners do. Part of the cost is per vector step (one module call, connector calls), part
+per env step (episode bookkeeping), so env steps/s per runner grow with the envs per runner until
+the per-env part dominates. Prints the
 median of ``--repeats`` and the ratio against ``policies/ppo.yaml``'s own setting, measured in the
 same run, and stores the table in ``docs/results.json`` (key ``sampling``) and ``docs/results.md``
 (``--no-write`` to only print).

@@ -150,9 +150,9 @@ def main() -> None:
         },
     }
     update_results(args.key, record)
+    print((ROOT / "docs" / "results.md").read_text(), flush=True)
     # Only now: an object collected after ray.shutdown() can make Ray end the process on the spot.
     ray.shutdown()
-    print((ROOT / "docs" / "results.md").read_text())
 
 
 if __name__ == "__main__":

@@ -111,9 +111,9 @@ def main() -> None:
         "baselines": {name: _summary(b) for name, b in baselines.items()},
     }
     update_results(args.key, record)
+    print(f"wrote docs/results.json ({args.key}): {len(rows)} algorithms", flush=True)
     # Only now: an object collected after ray.shutdown() can make Ray end the process on the spot.
     ray.shutdown()
-    print(f"wrote docs/results.json ({args.key}): {len(rows)} algorithms")
 
 
 def _summary(m: dict) -> dict:

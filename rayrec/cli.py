@@ -115,7 +115,12 @@ def _parser() -> _Parser:
     e.add_argument("--env", type=Path, help="environment spec (default: the run's own)")
     e.add_argument("--users", type=_positive_int, default=1000)
     e.add_argument("--seed", type=_int, default=12345)
-    e.add_argument("--baselines", type=_baselines, default=DEFAULT_BASELINES)
+    e.add_argument(
+        "--baselines",
+        type=_baselines,
+        default=None,
+        help="comma-separated (default: the run's own evaluation.baselines)",
+    )
     e.add_argument("--json", action="store_true", help="print the results as JSON")
 
     s = sub.add_parser("serve", help="serve a checkpoint over HTTP with Ray Serve")

@@ -493,18 +493,29 @@ def evaluate_checkpoint(
     env: EnvSpec | None,
     users: int,
     seed: int,
-    baselines: tuple[str, ...],
+    baselines: tuple[str, ...] | None,
 ) -> dict[str, Any]:
-    """Load the RLModule of ``checkpoint`` alone and compare it with baselines."""
+    """Load the RLModule of ``checkpoint`` alone and compare it with baselines.
+
+    ``env`` None means the run's own environment; ``baselines`` None the run's own
+    ``evaluation.baselines`` (DEFAULT_BASELINES without a run folder), so that the training
+    run's table is reproduced.
+    """
     from rayrec.experiment import ModulePolicy
 
     if not checkpoint.exists():
         raise SpecError(f"--checkpoint {checkpoint}: no such directory")
-    if env is None:
+    saved = None
+    if env is None or baselines is None:
         run = find_run_dir(checkpoint)
-        if run is None:
+        saved = load_run_spec(run) if run is not None else None
+    if env is None:
+        if saved is None:
             raise SpecError(f"--checkpoint {checkpoint}: no spec.yaml above it; pass --env")
-        env, _, _ = load_run_spec(run)
+        env = saved[0]
+    if baselines is None:
+        own = saved[1].evaluation.get("baselines") if saved is not None else None
+        baselines = tuple(own) if own else DEFAULT_BASELINES
     if env.hierarchy is not None and _is_hierarchical(checkpoint):
         from rayrec.algorithms.hierarchical import HierarchicalPolicy
 

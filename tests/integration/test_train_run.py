@@ -14,6 +14,7 @@ import pytest
 
 from rayrec.cli import main
 from rayrec.keys import Metrics
+from rayrec.specs import load_yaml
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +73,8 @@ def test_run_folder_layout(trained_run):
 
 def test_results_json_contract(trained_run):
     results = json.loads((trained_run / "results.json").read_text())
-    assert set(results["baselines"]) == {"random", "popular", "greedy"}
+    # The preset's evaluation.baselines, in its order.
+    assert list(results["baselines"]) == load_yaml(PPO)["evaluation"]["baselines"]
     for metrics in [results["policy"], *results["baselines"].values()]:
         for key in Metrics.REQUIRED:
             assert isinstance(metrics[key], float), key

@@ -1,15 +1,16 @@
-"""APPO (the asynchronous A3C family, V-trace) and Ape-X DQN on the default session env beat
-greedy-myopic.
+"""APPO (the asynchronous A3C family, V-trace) on the default session env beats greedy-myopic.
 
-``greedy`` peeks at the true click probabilities: the strongest myopic policy. Each preset sees
-only the observation and must beat it on the long-term return with non-overlapping 95% confidence
+``greedy`` peeks at the true click probabilities: the strongest myopic policy. APPO sees only the
+observation and must beat it on the long-term return with non-overlapping 95% confidence
 intervals, with more sessions per user (the gain is retention). PPO's test, with its myopic twin,
 is tests/learning/test_ppo_learns.py.
 
-- APPO: two env runners sample asynchronously into a learner process of its own; 30 iterations
-  are about 700k env steps on 2 CPUs.
-- Ape-X DQN: two env runners on the epsilon ladder, prioritized replay, 3-step double dueling Q;
-  300 iterations are about 320k env steps (DQN iterations are short).
+APPO: two env runners sample asynchronously into a learner process of its own; 30 iterations are
+about 550k env steps on 2 CPUs (measured 20.97 +- 1.12 against greedy's 15.88 +- 0.65).
+
+Ape-X DQN is not here: at 300 iterations (about 310k env steps, 10 minutes) it passed once
+and failed once (15.53 +- 0.87), so its claim does not hold reliably within CI's budget; see
+docs/results.md for its number at equal wall time.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.learning
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize(("preset", "iterations"), [("appo", 30), ("apex_dqn", 300)])
+@pytest.mark.parametrize(("preset", "iterations"), [("appo", 30)])
 def test_beats_greedy_myopic(ray_session, tmp_path, preset: str, iterations: int) -> None:
     options = RunOptions(
         out=tmp_path / preset,

@@ -16,6 +16,7 @@ from rayrec.sim import SessionSimulator
 
 __all__ = [
     "BASELINES",
+    "PEEKING_BASELINES",
     "GreedyMyopicPolicy",
     "LongTermHeuristicPolicy",
     "ObservedHeuristicPolicy",
@@ -144,6 +145,8 @@ BASELINES = {
     "longterm": LongTermHeuristicPolicy,
     "heuristic": ObservedHeuristicPolicy,
 }
+PEEKING_BASELINES = ("greedy", "longterm")
+"""The baselines that read the latent user state through the simulator's oracle API."""
 
 
 def make_baseline(name: str, seed: int | None = 0) -> Policy:

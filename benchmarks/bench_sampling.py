@@ -29,7 +29,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 def main() -> None:
     from rayrec.experiment import sampling_rate
-    from rayrec.results import render_markdown, update_results
+    from rayrec.results import update_results
     from rayrec.specs import EnvSpec, PolicySpec, apply_overrides, load_yaml
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -46,9 +46,11 @@ def main() -> None:
 
     env_raw, policy_raw = load_yaml(args.env), load_yaml(args.policy)
     preset = policy_raw["env_runners"]["num_envs_per_env_runner"]
+    if preset not in counts:
+        counts.append(preset)
     env = EnvSpec.from_dict(env_raw, args.env)
     rates = {}
-    for n in sorted({*counts, preset}):
+    for n in sorted(counts):
         _, raw = apply_overrides(
             env_raw,
             policy_raw,
@@ -63,19 +65,26 @@ def main() -> None:
         )
         print(f"{n} envs: {rates[n]:,.0f} env steps/s", file=sys.stderr, flush=True)
 
-    record = {
-        "env": Path(args.env).name,
-        "policy": Path(args.policy).name,
-        "preset_envs": preset,
-        "seconds": args.seconds,
-        "repeats": args.repeats,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "date": time.strftime("%Y-%m-%d"),
-        "rates": [{"envs": n, "env_steps_per_s": rate} for n, rate in rates.items()],
-    }
-    # The same table results.md gets, from the same renderer.
-    print(render_markdown({"sampling": record}).split("\n", 4)[-1])
+    print(
+        f"\n{Path(args.policy).name} on {Path(args.env).name}, one env runner, "
+        f"{os.cpu_count()} CPUs, median of {args.repeats} x {args.seconds:g} s\n"
+    )
+    print("| envs per runner | env steps/s | vs preset |")
+    print("|---|---|---|")
+    for n in sorted(rates):
+        mark = " (preset)" if n == preset else ""
+        print(f"| {n}{mark} | {rates[n]:,.0f} | {rates[n] / rates[preset]:.2f}x |")
     if not args.no_write:
+        record = {
+            "env": Path(args.env).name,
+            "policy": Path(args.policy).name,
+            "preset_envs": preset,
+            "seconds": args.seconds,
+            "repeats": args.repeats,
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+            "date": time.strftime("%Y-%m-%d"),
+            "rates": [{"envs": n, "env_steps_per_s": rates[n]} for n in sorted(rates)],
+        }
         update_results("sampling", record)
 
 

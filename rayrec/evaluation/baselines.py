@@ -16,7 +16,6 @@ from rayrec.sim import SessionSimulator
 
 __all__ = [
     "BASELINES",
-    "PEEKING_BASELINES",
     "GreedyMyopicPolicy",
     "LongTermHeuristicPolicy",
     "ObservedHeuristicPolicy",
@@ -145,8 +144,6 @@ BASELINES = {
     "longterm": LongTermHeuristicPolicy,
     "heuristic": ObservedHeuristicPolicy,
 }
-PEEKING_BASELINES = ("greedy", "longterm")
-"""The baselines that read the latent user state through the simulator's oracle API."""
 
 
 def make_baseline(name: str, seed: int | None = 0) -> Policy:

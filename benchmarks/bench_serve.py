@@ -3,9 +3,11 @@
 Closed-loop load from a separate process: C clients each send ``POST /v1/recommend`` (a random
 user with five history items, candidates retrieved by the service, k = 1, mode 'sample'), wait for
 the answer and send the next. For C in (1, 8, 32) it measures p50 and p99 latency and requests/s
-of rayrec's Ray Serve app (one replica, ``@serve.batch``) and, in the same run, of the same API
-and model served by plain uvicorn without Ray (one process, one request at a time: the floor).
-Both write the impression log. Next to latency it reports the servers' CPU time per request
+of rayrec's Ray Serve app (one replica, ``@serve.batch``), reached two ways: through Serve's HTTP
+proxy (the default of ``rayrec serve``) and directly on the replica's own port (direct ingress,
+``rayrec serve --direct-port``; the same replica, one Ray instance), and, in the same run, of the
+same API and model served by plain uvicorn without Ray (one process, one request at a time: the
+floor). All write the impression log. Next to latency it reports the servers' CPU time per request
 (Linux /proc: for Serve every process Ray started, for plain the uvicorn process), which a
 machine shared with other work disturbs far less than it disturbs latency. Each cell is the median
 over repeats; servers and client counts are
@@ -226,7 +228,13 @@ def main() -> None:
     import ray
     from ray import serve
 
-    from rayrec.serve.app import APP_NAME, build_app
+    from rayrec.serve.app import (
+        APP_NAME,
+        build_app,
+        direct_ingress_env,
+        direct_urls,
+        free_direct_port,
+    )
 
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
@@ -246,6 +254,8 @@ def main() -> None:
             ],
             env=env,
         )
+        # Direct ingress is read by Ray's processes when they start.
+        os.environ.update(direct_ingress_env(free_direct_port()))
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
         try:
             serve.start(http_options={"host": "127.0.0.1", "port": serve_port})
@@ -253,8 +263,10 @@ def main() -> None:
                 {"checkpoint": checkpoint, "log_dir": str(tmp / "log-serve"), "num_cpus": 1}
             )
             serve.run(app, name=APP_NAME, route_prefix="/")
+            (direct,) = direct_urls("127.0.0.1")
             urls = {
                 "serve": f"http://127.0.0.1:{serve_port}",
+                "direct": direct,
                 "plain": f"http://127.0.0.1:{plain_port}",
             }
             for url in urls.values():
@@ -264,10 +276,13 @@ def main() -> None:
             # Serve's processes: everything Ray started under this driver; plain's: its process.
             servers = {
                 "serve": (os.getpid(), {os.getpid(), plain.pid}),
+                "direct": (os.getpid(), {os.getpid(), plain.pid}),
                 "plain": (plain.pid, set()),
             }
             idle = {}
             for name, (root, skip) in servers.items():
+                if name == "direct":  # the same processes as "serve"
+                    continue
                 before = _cpu_seconds(root, skip)
                 time.sleep(args.seconds)
                 idle[name] = (_cpu_seconds(root, skip) - before) / args.seconds
@@ -303,26 +318,32 @@ def _print_table(
     )
     print("| server | clients | p50 ms | p99 ms | requests/s | server CPU ms/request | errors |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    labels = {
+        "serve": "rayrec Serve app, via the proxy",
+        "direct": "rayrec Serve app, direct ingress",
+        "plain": "plain FastAPI + uvicorn",
+    }
     for c in clients:
-        for name in ("serve", "plain"):
+        for name, label in labels.items():
             errors = sum(r["errors"] for r in cells[(name, c)])
-            label = "rayrec Serve app" if name == "serve" else "plain FastAPI + uvicorn"
             print(
                 f"| {label} | {c} | {median(name, c, 'p50_ms'):.1f} | "
                 f"{median(name, c, 'p99_ms'):.1f} | {median(name, c, 'rps'):.0f} | "
                 f"{median(name, c, 'cpu_ms'):.1f} | {errors} |"
             )
-    print("\n| clients | Serve/plain p50 | Serve/plain p99 | Serve/plain requests/s |")
-    print("| ---: | ---: | ---: | ---: |")
-    for c in clients:
-        ratios = [
-            median("serve", c, k) / median("plain", c, k) for k in ("p50_ms", "p99_ms", "rps")
-        ]
-        print(f"| {c} | {ratios[0]:.2f} | {ratios[1]:.2f} | {ratios[2]:.2f} |")
+    print("\n| Serve app | clients | Serve/plain p50 | Serve/plain p99 | Serve/plain requests/s |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name in ("serve", "direct"):
+        for c in clients:
+            ratios = [
+                median(name, c, k) / median("plain", c, k) for k in ("p50_ms", "p99_ms", "rps")
+            ]
+            label = labels[name].removeprefix("rayrec Serve app, ")
+            print(f"| {label} | {c} | {ratios[0]:.2f} | {ratios[1]:.2f} | {ratios[2]:.2f} |")
     print(
-        f"\nIdle (no requests), the Serve app's processes use {100 * idle['serve']:.0f}% of a CPU "
-        f"and the plain server {100 * idle['plain']:.0f}%; the CPU per request above includes "
-        "that background."
+        "\nIdle (no requests), the Serve app's processes (both ways in) use "
+        f"{100 * idle['serve']:.0f}% of a CPU and the plain server {100 * idle['plain']:.0f}%; "
+        "the CPU per request above includes that background."
     )
 
 

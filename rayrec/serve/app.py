@@ -4,6 +4,8 @@ Each replica loads the inference-only RLModule(s) and the catalog once, serves t
 :mod:`rayrec.serve.api`, scores concurrent requests together with ``@serve.batch`` (one forward
 pass per model version per batch) and writes its own impression log files. The request goes from
 Serve's HTTP proxy straight to a replica: no second hop between an ingress and a model deployment.
+With direct ingress (``serve_forever(direct_port=...)``, Ray Serve's ``RAY_SERVE_ENABLE_DIRECT_INGRESS``)
+each replica also answers HTTP on its own port, skipping the proxy hop.
 
 ``build_app`` is the application builder for ``serve run`` / ``serve deploy`` (configs/serve.yaml);
 ``serve_forever`` is what ``rayrec serve`` runs.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import sys
 import threading
 from typing import Any
@@ -24,7 +27,16 @@ from rayrec.serve.api import make_api
 from rayrec.serve.service import Job, RecommenderService, ServiceSettings
 from rayrec.specs import SpecError
 
-__all__ = ["APP_NAME", "DEPLOYMENT_NAME", "DeploymentOptions", "build_app", "serve_forever"]
+__all__ = [
+    "APP_NAME",
+    "DEPLOYMENT_NAME",
+    "DeploymentOptions",
+    "build_app",
+    "direct_ingress_env",
+    "direct_urls",
+    "free_direct_port",
+    "serve_forever",
+]
 
 APP_NAME = "rayrec"
 DEPLOYMENT_NAME = "Recommender"
@@ -40,8 +52,9 @@ class DeploymentOptions:
     """CPUs reserved per replica."""
     max_batch_size: int = 32
     """Most requests scored in one forward pass."""
-    batch_wait_s: float = 0.001
-    """How long a batch waits for more requests after its first (adds to a lone request's latency)."""
+    batch_wait_s: float = 0.0
+    """How long a batch waits for more requests after its first (adds to a lone request's latency).
+    0 batches what queued while the previous batch ran, which under load is most of it."""
     max_ongoing_requests: int = 64
     """Requests a replica accepts at once before Serve queues them elsewhere."""
 
@@ -73,7 +86,7 @@ class Recommender:
     """A Serve replica: the service, its batched scorer and its log writers."""
 
     def __init__(
-        self, settings: dict[str, Any], max_batch_size: int = 32, batch_wait_s: float = 0.001
+        self, settings: dict[str, Any], max_batch_size: int = 32, batch_wait_s: float = 0.0
     ) -> None:
         import torch
 
@@ -87,7 +100,7 @@ class Recommender:
     def __serve_build_asgi_app__(self) -> Any:
         return make_api(self.service, self._score)
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.001)
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
     async def _score(self, jobs: list[Job]) -> list[np.ndarray]:
         return self.service.score(jobs)
 
@@ -119,6 +132,63 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     ).bind(settings.to_dict(), options.max_batch_size, options.batch_wait_s)
 
 
+DIRECT_PORT_SPAN = 100
+"""Ports reserved for direct ingress from the first one: replicas, and their replacements while a
+dead replica's port is quarantined."""
+
+
+def direct_ingress_env(first_port: int) -> dict[str, str]:
+    """The environment that turns on Ray Serve's direct ingress, replicas taking HTTP ports from
+    ``first_port`` on (the first replica gets ``first_port``).
+
+    Ray's processes read it when they start: set it before Ray starts (``ray.init`` in-process, or
+    ``ray start`` on every node of a cluster). The drain on shutdown is cut from Serve's 30 s (a
+    grace period for an external load balancer to deregister the replica) to 1 s, since nothing
+    but the clients sits in front of the replicas here.
+    """
+    if not 1024 <= first_port <= 65535 - DIRECT_PORT_SPAN:
+        raise SpecError(
+            f"direct_port ({first_port!r}) must be an integer in [1024, {65535 - DIRECT_PORT_SPAN}]"
+        )
+    return {
+        "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(first_port),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(first_port + DIRECT_PORT_SPAN),
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+    }
+
+
+def free_direct_port(first: int = 20000, host: str = "127.0.0.1") -> int:
+    """The first port from ``first`` up that ``host`` can bind now: a ``direct_port`` above Ray's
+    worker ports (10002-19999 by default) and below the usual ephemeral range."""
+    for port in range(first, 65536 - DIRECT_PORT_SPAN):
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port from {first} up on {host}")
+
+
+def direct_urls(host: str, app_name: str = APP_NAME) -> list[str]:
+    """The URLs at which the running app's replicas answer directly (empty without direct
+    ingress): Serve's controller keeps each replica's port."""
+    import ray
+    from ray.serve._private.common import RequestProtocol
+    from ray.serve.context import _get_global_client
+
+    controller = _get_global_client()._controller
+    urls = set()
+    for group in ray.get(controller.get_target_groups.remote(app_name)):
+        if group.protocol != RequestProtocol.HTTP:
+            continue
+        for target in group.targets:
+            ip = target.ip if host in ("0.0.0.0", "::") else host
+            urls.add(f"http://{ip}:{target.port}")
+    return sorted(urls)
+
+
 def serve_forever(
     args: dict[str, Any],
     host: str = "127.0.0.1",
@@ -126,12 +196,26 @@ def serve_forever(
     address: str | None = None,
     ready: threading.Event | None = None,
     stop: threading.Event | None = None,
+    direct_port: int | None = None,
 ) -> None:
     """Start Ray (unless connected to ``address``) and Serve, run the app until ``stop`` is set
-    (or Ctrl-C), then shut Serve down so that every replica flushes its log."""
+    (or Ctrl-C), then shut Serve down so that every replica flushes its log.
+
+    ``direct_port`` turns on direct ingress (see :func:`direct_ingress_env`): it needs the Ray
+    this function starts, since a running Ray's processes cannot take it any more.
+    """
     import ray
 
     app = build_app(args)  # bad arguments fail here, before Ray starts
+    if direct_port is not None:
+        if address or ray.is_initialized():
+            raise SpecError(
+                "direct_port needs the Ray that rayrec serve starts in-process; on a running "
+                "cluster set RAY_SERVE_ENABLE_DIRECT_INGRESS=1 (and the port range "
+                "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT/MAX_HTTP_PORT) in the environment of "
+                "`ray start` instead"
+            )
+        os.environ.update(direct_ingress_env(direct_port))
     started_ray = False
     if not ray.is_initialized():
         if address:
@@ -143,6 +227,9 @@ def serve_forever(
         serve.start(http_options={"host": host, "port": port})
         serve.run(app, name=APP_NAME, route_prefix="/")
         sys.stderr.write(f"rayrec serve: listening on http://{host}:{port} (Ctrl-C stops)\n")
+        if direct_port is not None:
+            for url in direct_urls(host):
+                sys.stderr.write(f"rayrec serve: a replica answers directly on {url}\n")
         if ready is not None:
             ready.set()
         (stop or threading.Event()).wait()

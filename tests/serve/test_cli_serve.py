@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from rayrec.cli import main
+from rayrec.serve.app import free_direct_port
 from rayrec.serve.log import read_log
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +34,11 @@ ROOT = Path(__file__).resolve().parents[2]
         (["--checkpoint", "CKPT", "--env", "nope.yaml"], "nope.yaml: no such file"),
         (["--checkpoint", "BARE"], "no spec.yaml above it; pass --env"),
         (["--checkpoint", "CKPT", "--log-dir", "FILE"], "cannot create it"),
+        (["--checkpoint", "CKPT", "--direct-port", "80"], "expected a port in [1024, 65435]"),
+        (
+            ["--checkpoint", "CKPT", "--direct-port", "20000", "--address", "auto"],
+            "--direct-port needs the in-process Ray",
+        ),
     ],
 )
 def test_bad_serve_command_lines(args, message, module_runs, tmp_path, capsys):
@@ -89,9 +95,11 @@ def _free_port() -> int:
 
 
 @pytest.mark.integration
-def test_rayrec_serve_command_end_to_end(module_runs, tmp_path):
-    """The command starts Ray and Serve, answers on the port, and on Ctrl-C shuts down cleanly,
-    writing the impressions it still buffered."""
+@pytest.mark.parametrize("direct", [False, True], ids=["proxy", "direct_ingress"])
+def test_rayrec_serve_command_end_to_end(module_runs, tmp_path, direct):
+    """The command starts Ray and Serve, answers on the port (and, with --direct-port, on the
+    replica's own port too), and on Ctrl-C shuts down cleanly, writing the impressions it still
+    buffered."""
     port, log_dir = _free_port(), tmp_path / "log"
     cmd = [
         sys.executable,
@@ -101,10 +109,16 @@ def test_rayrec_serve_command_end_to_end(module_runs, tmp_path):
         *("--checkpoint", str(module_runs["ppo"])),
         *("--port", str(port), "--log-dir", str(log_dir), "--num-cpus", "0.25"),
     ]
+    # The first replica takes the first port of the range.
+    direct_port = free_direct_port() if direct else None
+    if direct:
+        cmd += ["--direct-port", str(direct_port)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        cmd, start_new_session=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("wb") as err:
+        proc = subprocess.Popen(
+            cmd, start_new_session=True, env=env, stdout=subprocess.DEVNULL, stderr=err
+        )
     try:
         deadline, answer = time.time() + 240, None
         while time.time() < deadline and proc.poll() is None:
@@ -112,10 +126,25 @@ def test_rayrec_serve_command_end_to_end(module_runs, tmp_path):
                 answer = httpx.post(
                     f"http://127.0.0.1:{port}/v1/recommend", json={"user_id": 4}, timeout=10
                 )
-                break
+                # The proxy answers 404 (or 503) until the app is deployed.
+                if answer.status_code not in (404, 503):
+                    break
             except httpx.HTTPError:
-                time.sleep(1)
-        assert answer is not None and answer.status_code == 200, proc.stderr
+                pass
+            time.sleep(1)
+        assert answer is not None and answer.status_code == 200, stderr.read_text()
+        answers = [answer]
+        if direct:
+            # The app may answer before `serve.run` returns and the command prints the URLs.
+            line = f"a replica answers directly on http://127.0.0.1:{direct_port}\n"
+            while time.time() < deadline and line not in stderr.read_text():
+                time.sleep(0.5)
+            assert line in stderr.read_text()
+            # The same replica, without the proxy: it answers and logs alike.
+            url = f"http://127.0.0.1:{direct_port}/v1/recommend"
+            answers.append(httpx.post(url, json={"user_id": 5}, timeout=10))
+            assert answers[-1].status_code == 200, answers[-1].text
+            assert set(answers[-1].json()) == set(answer.json())
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=120) == 0
     finally:
@@ -123,4 +152,6 @@ def test_rayrec_serve_command_end_to_end(module_runs, tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
     table = read_log(log_dir)
-    assert table.column("request_id").to_pylist() == [answer.json()["request_id"]]
+    assert sorted(table.column("request_id").to_pylist()) == sorted(
+        a.json()["request_id"] for a in answers
+    )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import socket
 import sys
 import threading
@@ -216,26 +217,37 @@ def serve_forever(
                 "`ray start` instead"
             )
         os.environ.update(direct_ingress_env(direct_port))
+    stop = stop or threading.Event()
+    # Ctrl-C sets `stop` instead of raising: a KeyboardInterrupt raised while Ray and Serve start
+    # is swallowed by their own wait loops (the command then ran on, ignoring it).
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     started_ray = False
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-        started_ray = True
     try:
-        serve.start(http_options={"host": host, "port": port})
-        serve.run(app, name=APP_NAME, route_prefix="/")
-        sys.stderr.write(f"rayrec serve: listening on http://{host}:{port} (Ctrl-C stops)\n")
-        if direct_port is not None:
-            for url in direct_urls(host):
-                sys.stderr.write(f"rayrec serve: a replica answers directly on {url}\n")
+        if not ray.is_initialized():
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+            started_ray = True
+        if not stop.is_set():
+            serve.start(http_options={"host": host, "port": port})
+            serve.run(app, name=APP_NAME, route_prefix="/")
+        if not stop.is_set():
+            sys.stderr.write(f"rayrec serve: listening on http://{host}:{port} (Ctrl-C stops)\n")
+            if direct_port is not None:
+                for url in direct_urls(host):
+                    sys.stderr.write(f"rayrec serve: a replica answers directly on {url}\n")
         if ready is not None:
             ready.set()
-        (stop or threading.Event()).wait()
+        stop.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        serve.shutdown()
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        if ray.is_initialized():
+            serve.shutdown()
         if started_ray:
             ray.shutdown()

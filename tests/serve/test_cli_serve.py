@@ -134,12 +134,15 @@ def test_rayrec_serve_command_end_to_end(module_runs, tmp_path, direct):
             time.sleep(1)
         assert answer is not None and answer.status_code == 200, stderr.read_text()
         answers = [answer]
+        # The app may answer before `serve.run` returns and the command says it listens (and
+        # prints the direct URLs); Ctrl-C comes after that, as a user's would.
+        lines = [f"listening on http://127.0.0.1:{port} (Ctrl-C stops)\n"]
         if direct:
-            # The app may answer before `serve.run` returns and the command prints the URLs.
-            line = f"a replica answers directly on http://127.0.0.1:{direct_port}\n"
-            while time.time() < deadline and line not in stderr.read_text():
-                time.sleep(0.5)
-            assert line in stderr.read_text()
+            lines.append(f"a replica answers directly on http://127.0.0.1:{direct_port}\n")
+        while time.time() < deadline and not all(x in stderr.read_text() for x in lines):
+            time.sleep(0.5)
+        assert all(x in stderr.read_text() for x in lines), stderr.read_text()
+        if direct:
             # The same replica, without the proxy: it answers and logs alike.
             url = f"http://127.0.0.1:{direct_port}/v1/recommend"
             answers.append(httpx.post(url, json={"user_id": 5}, timeout=10))
@@ -155,3 +158,37 @@ def test_rayrec_serve_command_end_to_end(module_runs, tmp_path, direct):
     assert sorted(table.column("request_id").to_pylist()) == sorted(
         a.json()["request_id"] for a in answers
     )
+
+
+@pytest.mark.integration
+def test_ctrl_c_while_serve_starts_shuts_down_cleanly(module_runs, tmp_path):
+    """Ctrl-C after Ray started but before the app is up stops the command with exit code 0 (a
+    KeyboardInterrupt raised inside Serve's start-up used to crash it or be ignored)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "rayrec.cli",
+        "serve",
+        *("--checkpoint", str(module_runs["ppo"]), "--port", str(_free_port())),
+        *("--num-cpus", "0.25"),
+    ]
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("wb") as err:
+        proc = subprocess.Popen(
+            cmd,
+            start_new_session=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and "Started a local Ray instance" not in stderr.read_text():
+            assert proc.poll() is None, stderr.read_text()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 0, stderr.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)

@@ -224,6 +224,10 @@ def build_config(
         from rayrec.algorithms.apex import ApexEnvRunner
 
         config.env_runners(env_runner_cls=ApexEnvRunner)
+    elif data is None:
+        from rayrec.envs.vector_runner import VectorEnvRunner
+
+        config.env_runners(env_runner_cls=VectorEnvRunner)
     return seeded_and_validated(config, seed)
 
 
@@ -237,22 +241,29 @@ def seeded_and_validated(config: Any, seed: int) -> Any:
     return config
 
 
-def sampling_rate(env: EnvSpec, policy: PolicySpec, seconds: float = 8.0) -> float:
-    """Env steps/s of one local EnvRunner with ``policy``'s vectorisation: env steps, connectors
-    and batched RLModule inference together, no learner. No Ray cluster is needed."""
-    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+def sampling_rate(
+    env: EnvSpec,
+    policy: PolicySpec,
+    seconds: float = 8.0,
+    rllib_loop: bool = False,
+    per_call: int = 4096,
+) -> float:
+    """Env steps/s of one local EnvRunner with ``policy``'s vectorisation: env steps, episode
+    bookkeeping and batched RLModule inference together, no learner. No Ray cluster is needed.
 
-    from rayrec.algorithms.apex import ApexEnvRunner
-
+    ``rllib_loop`` measures RLlib's own per-env sampling loop instead of rayrec's batched one
+    (:mod:`rayrec.envs.vector_runner`), as the baseline."""
     config = build_config(env, policy)
     config.env_runners(num_env_runners=0)
-    cls = ApexEnvRunner if policy.apex is not None else SingleAgentEnvRunner
+    cls = config.env_runner_cls
+    if rllib_loop:
+        cls = type("RLlibLoop", (cls,), {"vectorised_reason": lambda self: "baseline"})
     runner = cls(config=config)
     try:
         runner.sample(num_timesteps=1000)  # warm-up: first module calls, env reset
         start, steps = time.perf_counter(), 0
         while time.perf_counter() - start < seconds:
-            steps += sum(len(e) for e in runner.sample(num_timesteps=4096))
+            steps += sum(len(e) for e in runner.sample(num_timesteps=per_call))
         return steps / (time.perf_counter() - start)
     finally:
         runner.stop()

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.schedules.scheduler import Scheduler
+
+from rayrec.envs.vector_runner import VectorEnvRunner
 
 __all__ = ["APEX_KEY", "ApexEnvRunner", "ladder_epsilon"]
 
@@ -37,10 +38,10 @@ def ladder_epsilon(index: int, num_runners: int, epsilon: float = 0.4, alpha: fl
     return float(epsilon ** (1.0 + alpha * index / (num_runners - 1)))
 
 
-class ApexEnvRunner(SingleAgentEnvRunner):
+class ApexEnvRunner(VectorEnvRunner):
     """An EnvRunner whose DQN module explores at its own rung of the Ape-X epsilon ladder."""
 
-    @override(SingleAgentEnvRunner)
+    @override(VectorEnvRunner)
     def make_module(self) -> None:
         super().make_module()
         ladder = (self.config.model_config or {}).get(APEX_KEY)

@@ -9,6 +9,8 @@ the config's current default.
 from __future__ import annotations
 
 import inspect
+import itertools
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -138,10 +140,30 @@ def validate_sections(policy: PolicySpec, source: str = "policy spec") -> None:
                     f"known: {', '.join(sorted(allowed))}"
                 )
             current = getattr(defaults, key, None)
-            if not _type_ok(current, value):
+            if key in _SCHEDULES and isinstance(value, list | tuple):
+                _check_schedule(value, f"{source}: {name}.{key}")
+            elif not _type_ok(current, value):
                 raise SpecError(
                     f"{source}: {name}.{key} must be a {type(current).__name__}, got {value!r}"
                 )
+
+
+# Settings RLlib also takes as a piecewise-linear schedule [[env_step, value], ...].
+_SCHEDULES = {"lr", "entropy_coeff"}
+
+
+def _check_schedule(value: Any, where: str) -> None:
+    """A schedule: [[0, v0], [t1, v1], ...] with increasing int steps and numeric values."""
+    usage = "a number or a schedule [[0, value], [env_step, value], ...]"
+    steps = []
+    for point in value:
+        ok = isinstance(point, list | tuple) and len(point) == 2
+        ok = ok and all(isinstance(x, int | float) and not isinstance(x, bool) for x in point)
+        if not ok or not isinstance(point[0], int) or not math.isfinite(point[1]):
+            raise SpecError(f"{where} must be {usage}; got the entry {point!r}")
+        steps.append(point[0])
+    if not steps or steps[0] != 0 or any(b <= a for a, b in itertools.pairwise(steps)):
+        raise SpecError(f"{where} must be {usage} (steps from 0, increasing); got {value!r}")
 
 
 def module_spec(policy: PolicySpec) -> Any:

@@ -36,6 +36,14 @@ CASES = {
         ["train", "--env", ENV, "--policy", PPO, "--set", "training.lr=abc"],
         "training.lr",
     ),
+    "lr schedule not from step 0": (
+        ["train", "--env", ENV, "--policy", PPO, "--set", "training.lr=[[100, 0.001]]"],
+        "training.lr must be a number or a schedule",
+    ),
+    "lr schedule with a bad entry": (
+        ["train", "--env", ENV, "--policy", PPO, "--set", "training.lr=[[0, 0.001], [5, x]]"],
+        "got the entry [5, 'x']",
+    ),
     "set without =": (
         ["train", "--env", ENV, "--policy", PPO, "--set", "training.lr"],
         "KEY=VALUE",

@@ -76,3 +76,15 @@ def test_profiles_apply_to_every_preset(path):
         spec = PolicySpec.from_dict(policy, str(preset))
         validate_sections(spec, str(preset))
         assert spec.sections["env_runners"]["num_env_runners"] >= 1
+
+
+def test_learning_rate_schedule_reaches_rllib():
+    from rayrec.experiment import build_config
+
+    env_raw, raw = apply_overrides(
+        load_yaml(ROOT / "envs" / "session.yaml"),
+        load_yaml(ROOT / "policies" / "apex_dqn.yaml"),
+        ["training.lr=[[0, 0.001], [300000, 0.0001]]"],
+    )
+    config = build_config(EnvSpec.from_dict(env_raw), PolicySpec.from_dict(raw))
+    assert config.lr == [[0, 0.001], [300000, 0.0001]]

@@ -175,3 +175,12 @@ def test_episode_sampling_after_batched_calls_starts_over_and_batched_calls_resu
         assert any(e.id_ in ongoing and e.t_started > 0 for e in more)
     finally:
         runner.stop()
+
+
+@pytest.mark.parametrize("lookback", [0, 2])
+def test_other_lookback_horizons_give_the_same_chunks(lookback):
+    config = _config("ppo.yaml")
+    config.env_runners(episode_lookback_horizon=lookback)
+    expected, *_ = _sample(RLlibLoop, config)
+    got, *_ = _sample(VectorEnvRunner, config)
+    _same_episodes(expected, got)

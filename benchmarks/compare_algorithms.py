@@ -42,7 +42,7 @@ def main() -> None:
 
     from rayrec.experiment import sampling_rate
     from rayrec.keys import Metrics
-    from rayrec.runner import RunOptions, train
+    from rayrec.runner import RunOptions, selection_options, train
     from rayrec.specs import EnvSpec, PolicySpec, apply_overrides, load_yaml
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -96,6 +96,7 @@ def main() -> None:
                     eval_users=args.users,
                     baselines=wanted_baselines if baselines is None else (),
                     checkpoint_every=10_000,
+                    **selection_options(policy),
                 )
                 results = train(env, policy, options, quiet=True)
             baselines = baselines or results["baselines"]

@@ -186,7 +186,7 @@ def _table(rows: list[list[str]]) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from rayrec.runner import RunOptions, load_run_spec, train
+    from rayrec.runner import RunOptions, load_run_spec, selection_options, train
     from rayrec.specs import EnvSpec, PolicySpec, apply_overrides, load_yaml
 
     saved_run: dict[str, Any] = {}
@@ -226,6 +226,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         baselines=args.baselines or tuple(evaluation.get("baselines", DEFAULT_BASELINES)),
         address=args.address,
         data=Path(saved_run["data"]) if saved_run.get("data") else args.data,
+        **selection_options(policy_spec),
     )
     if options.data is not None:
         import logging

@@ -7,6 +7,8 @@ Run folder layout (documented in the README)::
     RUN/checkpoints/latest   last periodic checkpoint (RLlib Algorithm checkpoint)
     RUN/checkpoints/best     checkpoint with the best training return so far
     RUN/checkpoints/final    checkpoint at the end of training
+    RUN/checkpoints/selected with evaluation.select_every: the checkpoint with the best return on
+                             the validation users (other users than the final evaluation's)
     RUN/tensorboard/         TensorBoard event files
     RUN/learning_curve.png   mean episode return over env steps
     RUN/results.json         {"policy": metrics, "baselines": {name: metrics}, ...}
@@ -48,6 +50,10 @@ METRICS_FILE = "metrics.jsonl"
 RESULTS_FILE = "results.json"
 
 
+# Validation users (checkpoint selection) are drawn from eval_seed + this: other users.
+VALIDATION_SEED_OFFSET = 7_777_777
+
+
 @dataclass
 class RunOptions:
     """How long to train and where; command-line flags override the policy spec's ``stop``."""
@@ -64,6 +70,10 @@ class RunOptions:
     address: str | None = None
     data: Path | None = None
     """Log folder of an offline run (``rayrec collect``); None for online training."""
+    select_every: int | None = None
+    """Evaluate the policy on ``select_users`` validation users every this many iterations and
+    report the best of those checkpoints (``checkpoints/selected``) instead of the last one."""
+    select_users: int = 500
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,7 +86,23 @@ class RunOptions:
             "eval_users": self.eval_users,
             "eval_seed": self.eval_seed,
             "baselines": list(self.baselines),
+            "select_every": self.select_every,
+            "select_users": self.select_users,
         }
+
+    @property
+    def select_seed(self) -> int:
+        """Seed of the validation users: never the final evaluation's users."""
+        return self.eval_seed + VALIDATION_SEED_OFFSET
+
+
+def selection_options(policy: PolicySpec) -> dict[str, Any]:
+    """The RunOptions fields of the policy spec's checkpoint selection (``evaluation.select_*``)."""
+    evaluation = policy.evaluation
+    return {
+        "select_every": evaluation.get("select_every"),
+        "select_users": evaluation.get("select_users", 500),
+    }
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -335,12 +361,11 @@ def _train_loop(
 ) -> dict[str, Any]:
     from tensorboardX import SummaryWriter
 
-    from rayrec.experiment import ModulePolicy
-
     ckpt_dir = run / "checkpoints"
     ckpt_dir.mkdir(exist_ok=True)
     best_file = ckpt_dir / "best.json"
     best = json.loads(best_file.read_text())["return"] if best_file.exists() else -math.inf
+    selection = _Selection(run, options) if options.select_every else None
     writer = SummaryWriter(str(run / "tensorboard"))
     progress = _Progress(options.iterations, options.time_budget, quiet)
     t0 = time.time()
@@ -381,6 +406,8 @@ def _train_loop(
                     )
                 if iteration % options.checkpoint_every == 0:
                     _save(algo, ckpt_dir, "latest")
+                if selection is not None and iteration % options.select_every == 0:
+                    selection.consider(algo, iteration, log)
                 if (
                     options.stop_return is not None
                     and ret is not None
@@ -392,20 +419,21 @@ def _train_loop(
         writer.close()
     _save(algo, ckpt_dir, "latest")
     _save(algo, ckpt_dir, "final")
+    chosen = "final"
+    if selection is not None:
+        if selection.last != int(algo.iteration):
+            selection.consider(algo, int(algo.iteration), log)
+        chosen = "selected"
     log(f"trained to iteration {algo.iteration}; evaluating over {options.eval_users} users")
     _plot_curve(run)
-    # Evaluate what the learner trained, read back from the final checkpoint exactly as
+    # Evaluate what the learner trained, read back from the checkpoint exactly as
     # `rayrec evaluate` does: with remote learners (IMPALA, APPO) the driver's own copy of the
     # module is never synchronised, so algo.get_module() would be the untrained one.
-    env_spec, policy_spec, _ = load_run_spec(run)
-    name = algo.config.algo_class.__name__
-    if policy_spec.levels is not None:
-        from rayrec.algorithms.hierarchical import HierarchicalPolicy
-
-        policy: Any = HierarchicalPolicy.from_checkpoint(ckpt_dir / "final", name=name)
-    else:
-        policy = ModulePolicy.from_checkpoint(ckpt_dir / "final", name=name)
+    env_spec, _, _ = load_run_spec(run)
+    policy = load_policy(run, ckpt_dir / chosen, algo.config.algo_class.__name__)
     results = compare(policy, env_spec, options.eval_users, options.eval_seed, options.baselines)
+    if selection is not None:
+        results["selection"] = selection.summary()
     if options.data is not None:
         results["data"] = _behavior_results(options, env_spec)
         results["baselines"]["behavior"] = results["data"].pop("metrics")
@@ -417,6 +445,72 @@ def _train_loop(
     }
     atomic_write_text(run / RESULTS_FILE, json.dumps(results, indent=2, default=_builtin))
     return results
+
+
+def load_policy(run: Path, checkpoint: Path, name: str) -> Any:
+    """The evaluation policy of a checkpoint of ``run``: its RLModule, or both levels' of a
+    hierarchical agent."""
+    from rayrec.experiment import ModulePolicy
+
+    _, policy_spec, _ = load_run_spec(run)
+    if policy_spec.levels is not None:
+        from rayrec.algorithms.hierarchical import HierarchicalPolicy
+
+        return HierarchicalPolicy.from_checkpoint(checkpoint, name=name)
+    return ModulePolicy.from_checkpoint(checkpoint, name=name)
+
+
+class _Selection:
+    """Checkpoint selection on validation users: every ``select_every`` iterations the current
+    policy plays ``select_users`` users drawn from another seed than the final evaluation's, and
+    the best so far is kept in ``checkpoints/selected`` (with ``selected.json``, so that a
+    resumed run goes on comparing against it)."""
+
+    def __init__(self, run: Path, options: RunOptions) -> None:
+        self.run, self.options = run, options
+        self.dir = run / "checkpoints"
+        self.file = self.dir / "selected.json"
+        saved = json.loads(self.file.read_text()) if self.file.exists() else {}
+        self.value = saved.get("return", -math.inf)
+        self.iteration = saved.get("iteration")
+        self.history: list[list[float]] = saved.get("history", [])
+
+    @property
+    def last(self) -> int | None:
+        """The last iteration evaluated on the validation users."""
+        return int(self.history[-1][0]) if self.history else None
+
+    def consider(self, algo: Any, iteration: int, log: Callable[[str], None]) -> None:
+        env_spec, _, _ = load_run_spec(self.run)
+        _save(algo, self.dir, "candidate")
+        policy = load_policy(self.run, self.dir / "candidate", algo.config.algo_class.__name__)
+        users, seed = self.options.select_users, self.options.select_seed
+        evaluate_self = getattr(policy, "evaluate_on", None)
+        if evaluate_self is not None:
+            metrics = evaluate_self(env_spec, users, seed)
+        else:
+            from rayrec.evaluation import evaluate
+
+            metrics = evaluate(policy, env_spec.config, users=users, seed=seed)
+        value = float(metrics["return_mean"])
+        self.history.append([iteration, value])
+        if value > self.value:
+            self.value, self.iteration = value, iteration
+            _swap_dir(self.dir / "candidate", self.dir / "selected")
+            log(f"iteration {iteration}: validation return {value:.2f} (best so far, selected)")
+        else:
+            shutil.rmtree(self.dir / "candidate")
+            log(f"iteration {iteration}: validation return {value:.2f} (best {self.value:.2f})")
+        atomic_write_text(self.file, json.dumps(self.summary()))
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "iteration": self.iteration,
+            "return": self.value,
+            "users": self.options.select_users,
+            "seed": self.options.select_seed,
+            "history": self.history,
+        }
 
 
 def _behavior_results(options: RunOptions, env: EnvSpec) -> dict[str, Any]:

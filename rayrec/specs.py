@@ -73,7 +73,13 @@ _POLICY_KEYS = {
 _LEVELS = (HIGH, LOW)
 _LEVEL_KEYS = ("training", "model")
 _STOP_KEYS = {"iterations": int, "time_budget": float, "return": float}
-_EVAL_KEYS = {"users": int, "seed": int, "baselines": list}
+_EVAL_KEYS = {
+    "users": int,
+    "seed": int,
+    "baselines": list,
+    "select_every": int,
+    "select_users": int,
+}
 _APEX_KEYS = {"epsilon": float, "alpha": float}
 
 
@@ -230,6 +236,10 @@ class PolicySpec:
                 raise SpecError(f"{source}: {e}") from e
         if evaluation.get("users", 2) < 2:
             raise SpecError(f"{source}: evaluation.users must be >= 2")
+        if evaluation.get("select_users", 2) < 2:
+            raise SpecError(f"{source}: evaluation.select_users must be >= 2")
+        if evaluation.get("select_every", 1) is not None and evaluation.get("select_every", 1) < 1:
+            raise SpecError(f"{source}: evaluation.select_every must be >= 1 (iterations)")
         levels = _levels(data.get("levels"), source)
         multi_agent = None
         if "multi_agent" in data:

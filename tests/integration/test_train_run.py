@@ -180,3 +180,40 @@ def test_killed_run_resumes_from_last_checkpoint(ray_session, tmp_path):
     assert steps == sorted(steps) and steps[-1] > before[-1]["env_steps"] * 0.9
     results = json.loads((out / "results.json").read_text())
     assert results["training"]["iterations"] == len(before) + 1
+
+
+def test_checkpoint_selection_reports_the_best_validation_checkpoint(ray_session, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--env", ENV, "--policy", PPO, "--iterations", "3", "--out", str(out)]
+    args += ["--eval-users", "100", "--quiet", *FAST]
+    args += ["--set", "evaluation.select_every=1", "--set", "evaluation.select_users=50"]
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    selection = results["selection"]
+    history = dict((int(i), v) for i, v in selection["history"])
+    assert sorted(history) == [1, 2, 3]
+    assert selection["return"] == max(history.values())
+    assert history[selection["iteration"]] == selection["return"]
+    assert selection["users"] == 50 and selection["seed"] != results["evaluation"]["seed"]
+    assert (out / "checkpoints" / "selected" / "rllib_checkpoint.json").is_file()
+    assert not (out / "checkpoints" / "candidate").exists()
+    # The reported policy is the selected checkpoint, evaluated on the final evaluation's users.
+    from rayrec.runner import evaluate_checkpoint
+    from rayrec.specs import EnvSpec
+
+    again = evaluate_checkpoint(
+        out / "checkpoints" / "selected",
+        EnvSpec.from_dict(load_yaml(ENV)),
+        100,
+        results["evaluation"]["seed"],
+        (),
+    )
+    assert again["policy"][Metrics.RETURN_MEAN] == results["policy"][Metrics.RETURN_MEAN]
+
+
+def test_bad_selection_settings_are_usage_errors(tmp_path, capsys):
+    args = ["train", "--env", ENV, "--policy", PPO, "--out", str(tmp_path / "r")]
+    assert main([*args, "--set", "evaluation.select_every=0"]) == 2
+    assert "evaluation.select_every must be >= 1" in capsys.readouterr().err
+    assert main([*args, "--set", "evaluation.select_users=1"]) == 2
+    assert "evaluation.select_users must be >= 2" in capsys.readouterr().err

@@ -1,16 +1,19 @@
-"""APPO (the asynchronous A3C family, V-trace) on the default session env beats greedy-myopic.
+"""APPO (the asynchronous A3C family, V-trace) and Ape-X DQN on the default session env beat
+greedy-myopic.
 
-``greedy`` peeks at the true click probabilities: the strongest myopic policy. APPO sees only the
-observation and must beat it on the long-term return with non-overlapping 95% confidence
+``greedy`` peeks at the true click probabilities: the strongest myopic policy. The learners see
+only the observation and must beat it on the long-term return with non-overlapping 95% confidence
 intervals, with more sessions per user (the gain is retention). PPO's test, with its myopic twin,
 is tests/learning/test_ppo_learns.py.
 
 APPO: two env runners sample asynchronously into a learner process of its own; 30 iterations are
 about 550k env steps on 2 CPUs (measured 20.97 +- 1.12 against greedy's 15.88 +- 0.65).
 
-Ape-X DQN is not here: at 300 iterations (about 310k env steps, 10 minutes) it passed once
-and failed once (15.53 +- 0.87), so its claim does not hold reliably within CI's budget; see
-docs/results.md for its number at equal wall time.
+Ape-X DQN: 300 iterations (about 310k env steps, 11 minutes on 2 CPUs). Its greedy policy swings
+late in training (validation returns of 19.9 and 14.8 thirty iterations apart), so the preset
+reports the checkpoint that did best on 500 validation users (other users than the 2,000 of the
+final evaluation): measured 18.76 +- 1.03 (seed 0, selected at iteration 270); the last
+checkpoint scored 14.50 +- 0.85 in an earlier run.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from rayrec.keys import Metrics
-from rayrec.runner import RunOptions, train
+from rayrec.runner import RunOptions, selection_options, train
 from rayrec.specs import EnvSpec, PolicySpec, load_yaml
 
 pytestmark = pytest.mark.learning
@@ -28,8 +31,9 @@ pytestmark = pytest.mark.learning
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize(("preset", "iterations"), [("appo", 30)])
+@pytest.mark.parametrize(("preset", "iterations"), [("appo", 30), ("apex_dqn", 300)])
 def test_beats_greedy_myopic(ray_session, tmp_path, preset: str, iterations: int) -> None:
+    policy = PolicySpec.from_dict(load_yaml(ROOT / "policies" / f"{preset}.yaml"), preset)
     options = RunOptions(
         out=tmp_path / preset,
         seed=0,
@@ -37,13 +41,10 @@ def test_beats_greedy_myopic(ray_session, tmp_path, preset: str, iterations: int
         eval_users=2000,
         baselines=("random", "greedy"),
         checkpoint_every=iterations,
+        **selection_options(policy),
     )
-    result = train(
-        EnvSpec.from_dict(load_yaml(ROOT / "envs" / "session.yaml")),
-        PolicySpec.from_dict(load_yaml(ROOT / "policies" / f"{preset}.yaml"), preset),
-        options,
-        quiet=True,
-    )
+    env = EnvSpec.from_dict(load_yaml(ROOT / "envs" / "session.yaml"))
+    result = train(env, policy, options, quiet=True)
     mine, greedy = result["policy"], result["baselines"]["greedy"]
     low = mine[Metrics.RETURN_MEAN] - mine[Metrics.RETURN_CI95]
     assert low > greedy[Metrics.RETURN_MEAN] + greedy[Metrics.RETURN_CI95], (mine, greedy)

@@ -56,23 +56,25 @@ def test_update_results_keeps_the_other_keys(tmp_path) -> None:
     assert "Hierarchical (options) vs flat PPO" in (tmp_path / "results.md").read_text()
 
 
-def test_the_sampling_record_renders_ratios_against_the_preset() -> None:
+def test_the_sampling_record_renders_the_batched_loop_against_rllibs() -> None:
     record = {
         "env": "session.yaml",
         "policy": "ppo.yaml",
         "preset_envs": 64,
-        "seconds": 6.0,
+        "seconds": 5.0,
         "repeats": 3,
+        "per_call": 4096,
         "machine": "x86_64, 2 CPUs",
-        "date": "2026-11-29",
+        "date": "2026-11-30",
         "rates": [
-            {"envs": 16, "env_steps_per_s": 2000.0},
-            {"envs": 64, "env_steps_per_s": 5000.0},
-            {"envs": 1024, "env_steps_per_s": 20000.0},
+            {"envs": 16, "env_steps_per_s": 3000.0, "rllib_loop_steps_per_s": 2000.0},
+            {"envs": 64, "env_steps_per_s": 12000.0, "rllib_loop_steps_per_s": 6000.0},
+            {"envs": 1024, "env_steps_per_s": 30000.0, "rllib_loop_steps_per_s": 8000.0},
         ],
     }
     text = render_markdown({"sampling": record})
-    assert "| 64 (preset) | 5,000 | 1.00x |" in text
-    assert "| 1024 | 20,000 | 4.00x |" in text
-    assert "| 16 | 2,000 | 0.40x |" in text
+    assert "| 64 (preset) | 6,000 | 12,000 | 2.00x |" in text
+    assert "| 1024 | 8,000 | 30,000 | 3.75x |" in text
+    assert "| 16 | 2,000 | 3,000 | 1.50x |" in text
+    assert "4096 env steps per `sample()` call" in text
     assert "```json" not in text

@@ -1,19 +1,18 @@
-"""APPO (the asynchronous A3C family, V-trace) and Ape-X DQN on the default session env beat
-greedy-myopic.
+"""APPO (the asynchronous A3C family, V-trace) on the default session env beats greedy-myopic.
 
-``greedy`` peeks at the true click probabilities: the strongest myopic policy. The learners see
-only the observation and must beat it on the long-term return with non-overlapping 95% confidence
+``greedy`` peeks at the true click probabilities: the strongest myopic policy. APPO sees only the
+observation and must beat it on the long-term return with non-overlapping 95% confidence
 intervals, with more sessions per user (the gain is retention). PPO's test, with its myopic twin,
 is tests/learning/test_ppo_learns.py.
 
 APPO: two env runners sample asynchronously into a learner process of its own; 30 iterations are
 about 550k env steps on 2 CPUs (measured 20.97 +- 1.12 against greedy's 15.88 +- 0.65).
 
-Ape-X DQN: 300 iterations (about 310k env steps, 11 minutes on 2 CPUs). Its greedy policy swings
-late in training (validation returns of 19.9 and 14.8 thirty iterations apart), so the preset
-reports the checkpoint that did best on 500 validation users (other users than the 2,000 of the
-final evaluation): measured 18.76 +- 1.03 (seed 0, selected at iteration 270); the last
-checkpoint scored 14.50 +- 0.85 in an earlier run.
+Ape-X DQN is not here. At 300 iterations (about 310k env steps, 11 minutes), with its preset's
+checkpoint selection on 500 validation users, three runs scored 18.76 +- 1.03, 21.19 +- 1.14 and
+(in a CI run, best validation return only 17.06) 16.09 +- 0.95 against greedy's 15.88 +- 0.65:
+how well it learns varies from run to run, not just its last checkpoint, so the claim does not
+hold reliably within CI's budget.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ pytestmark = pytest.mark.learning
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize(("preset", "iterations"), [("appo", 30), ("apex_dqn", 300)])
+@pytest.mark.parametrize(("preset", "iterations"), [("appo", 30)])
 def test_beats_greedy_myopic(ray_session, tmp_path, preset: str, iterations: int) -> None:
     policy = PolicySpec.from_dict(load_yaml(ROOT / "policies" / f"{preset}.yaml"), preset)
     options = RunOptions(

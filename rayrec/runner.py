@@ -429,8 +429,8 @@ def _train_loop(
     # Evaluate what the learner trained, read back from the checkpoint exactly as
     # `rayrec evaluate` does: with remote learners (IMPALA, APPO) the driver's own copy of the
     # module is never synchronised, so algo.get_module() would be the untrained one.
-    env_spec, _, _ = load_run_spec(run)
-    policy = load_policy(run, ckpt_dir / chosen, algo.config.algo_class.__name__)
+    env_spec, policy_spec, _ = load_run_spec(run)
+    policy = load_policy(policy_spec, ckpt_dir / chosen, algo.config.algo_class.__name__)
     results = compare(policy, env_spec, options.eval_users, options.eval_seed, options.baselines)
     if selection is not None:
         results["selection"] = selection.summary()
@@ -447,12 +447,11 @@ def _train_loop(
     return results
 
 
-def load_policy(run: Path, checkpoint: Path, name: str) -> Any:
-    """The evaluation policy of a checkpoint of ``run``: its RLModule, or both levels' of a
-    hierarchical agent."""
+def load_policy(policy_spec: PolicySpec, checkpoint: Path, name: str) -> Any:
+    """The evaluation policy of a checkpoint trained with ``policy_spec``: its RLModule, or both
+    levels' of a hierarchical agent."""
     from rayrec.experiment import ModulePolicy
 
-    _, policy_spec, _ = load_run_spec(run)
     if policy_spec.levels is not None:
         from rayrec.algorithms.hierarchical import HierarchicalPolicy
 
@@ -467,7 +466,8 @@ class _Selection:
     resumed run goes on comparing against it)."""
 
     def __init__(self, run: Path, options: RunOptions) -> None:
-        self.run, self.options = run, options
+        self.options = options
+        self.env, self.policy, _ = load_run_spec(run)
         self.dir = run / "checkpoints"
         self.file = self.dir / "selected.json"
         saved = json.loads(self.file.read_text()) if self.file.exists() else {}
@@ -481,18 +481,10 @@ class _Selection:
         return int(self.history[-1][0]) if self.history else None
 
     def consider(self, algo: Any, iteration: int, log: Callable[[str], None]) -> None:
-        env_spec, _, _ = load_run_spec(self.run)
         _save(algo, self.dir, "candidate")
-        policy = load_policy(self.run, self.dir / "candidate", algo.config.algo_class.__name__)
+        policy = load_policy(self.policy, self.dir / "candidate", algo.config.algo_class.__name__)
         users, seed = self.options.select_users, self.options.select_seed
-        evaluate_self = getattr(policy, "evaluate_on", None)
-        if evaluate_self is not None:
-            metrics = evaluate_self(env_spec, users, seed)
-        else:
-            from rayrec.evaluation import evaluate
-
-            metrics = evaluate(policy, env_spec.config, users=users, seed=seed)
-        value = float(metrics["return_mean"])
+        value = float(compare(policy, self.env, users, seed, ())["policy"]["return_mean"])
         self.history.append([iteration, value])
         if value > self.value:
             self.value, self.iteration = value, iteration

@@ -250,6 +250,10 @@ def build_config(
         from rayrec.envs.vector_runner import VectorEnvRunner
 
         config.env_runners(env_runner_cls=VectorEnvRunner)
+    if data is None:
+        from rayrec.algorithms.replay import configure_fast_replay
+
+        configure_fast_replay(config, seed)
     return seeded_and_validated(config, seed)
 
 

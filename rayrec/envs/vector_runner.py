@@ -33,14 +33,14 @@ from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.core.columns import Columns
 from ray.rllib.env.env_runner import ENV_STEP_FAILURE
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
-from ray.rllib.env.single_agent_episode import _REWARDS_BOX_SPACE, SingleAgentEpisode
-from ray.rllib.env.utils.infinite_lookback_buffer import InfiniteLookbackBuffer
+from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.metrics import RLMODULE_INFERENCE_TIMER, WEIGHTS_SEQ_NO
 from ray.rllib.utils.numpy import convert_to_numpy
 from ray.rllib.utils.spaces.space_utils import batch as batch_structs
-from ray.rllib.utils.spaces.space_utils import get_base_struct_from_space
 from ray.rllib.utils.torch_utils import convert_to_torch_tensor
+
+from rayrec.envs.episodes import episode_from_arrays
 
 __all__ = ["VectorEnvRunner"]
 
@@ -391,7 +391,7 @@ class _Rows:
         end = self.width + last + 1
         stepped = end - 1 > start
         first_step = max(start + lookback - self.width, 0)
-        return _episode(
+        return episode_from_arrays(
             episode_id,
             obs={k: v[i, start:end] for k, v in self.obs.items()},
             infos=self.infos[i][start:end],
@@ -423,70 +423,3 @@ def _layout(
     for t, column in enumerate(columns, start=width):
         out[:, t] = column
     return out
-
-
-_STRUCTS: dict[int, tuple[Any, Any]] = {}
-
-
-def _struct(space: Any) -> Any:
-    """RLlib's ``get_base_struct_from_space`` of ``space``, computed once per space object."""
-    if space is None:
-        return None
-    cached = _STRUCTS.get(id(space))
-    if cached is None or cached[0] is not space:
-        cached = _STRUCTS[id(space)] = (space, get_base_struct_from_space(space))
-    return cached[1]
-
-
-def _buffer(data: Any, lookback: int, space: Any = None) -> InfiniteLookbackBuffer:
-    """A finalized (numpy) buffer, or a list one for infos: what ``InfiniteLookbackBuffer``'s
-    constructor and space setter make, without their per-call walk over the space."""
-    buffer = InfiniteLookbackBuffer.__new__(InfiniteLookbackBuffer)
-    buffer.data = data
-    buffer.lookback = lookback
-    buffer.finalized = not isinstance(data, list)
-    buffer._space = space
-    buffer._space_struct = _struct(space)
-    return buffer
-
-
-def _episode(
-    id_: str,
-    *,
-    obs: dict[str, np.ndarray],
-    infos: list[dict],
-    actions: np.ndarray,
-    rewards: np.ndarray,
-    extras: dict[str, np.ndarray],
-    lookback: int,
-    t_started: int,
-    terminated: bool,
-    truncated: bool,
-    spaces: tuple[Any, Any],
-    start_time: float | None,
-    last_time: float | None,
-) -> SingleAgentEpisode:
-    """The ``SingleAgentEpisode`` its constructor builds from these buffers (the same attributes),
-    without the constructor's per-buffer space walks and validation: at a few hundred
-    microseconds per chunk those cost more than sampling its steps. The data is consistent
-    by construction (tests compare the episodes with RLlib's own runner's)."""
-    episode = SingleAgentEpisode.__new__(SingleAgentEpisode)
-    episode.id_ = id_
-    episode.agent_id = episode.module_id = episode.multi_agent_episode_id = None
-    episode.observations = _buffer(obs, lookback, spaces[0])
-    episode._observation_space = spaces[0]
-    episode.infos = _buffer(infos, lookback)
-    episode.actions = _buffer(actions, lookback, spaces[1])
-    episode._action_space = spaces[1]
-    episode.rewards = _buffer(rewards, lookback, _REWARDS_BOX_SPACE)
-    episode.is_terminated = terminated
-    episode.is_truncated = truncated
-    episode.extra_model_outputs = {k: _buffer(v, lookback) for k, v in extras.items()}
-    episode.t_started = t_started
-    episode.t = len(rewards) - lookback + t_started
-    episode._custom_data = {}
-    episode._start_time = start_time
-    episode._last_step_time = last_time
-    episode._last_added_observation = None
-    episode._last_added_infos = None
-    return episode

@@ -1,0 +1,362 @@
+"""Prioritized episode replay whose ``sample()`` does not dominate Ape-X's learner loop.
+
+RLlib 2.60's ``PrioritizedEpisodeReplayBuffer.sample`` builds every sampled transition through
+the general episode API: ``get_observations`` maps a tree over the Dict observation twice per
+transition, the ``SingleAgentEpisode`` constructor walks the spaces and validates, ``lfilter``
+sums three rewards and a SHA-256 hash counts distinct steps. For rayrec's session observations
+(nine arrays) that is about 200 us per transition: a 512-transition batch took longer to sample
+than the learner took to train on it, and replay sampling was about 60% of an Ape-X iteration.
+
+:class:`FastPrioritizedEpisodeReplayBuffer` keeps RLlib's buffer (storage, sum and min trees,
+eviction, priority updates, state) and replaces only ``sample`` for the case DQN uses: one
+transition per item and a fixed ``n_step``. It draws from the same generator in the same order,
+so it returns the same transitions as RLlib's ``sample`` with the same weights and n-step
+rewards; observations are views into the stored episodes (rows t and t + n), and the 2-step
+episodes are assembled directly (:func:`rayrec.envs.episodes.episode_from_arrays`). Other
+requests (random n-step ranges, infos, episodes not held as numpy arrays) go to RLlib's
+``sample``.
+
+RLlib's learner connectors then spent more than both together: they read every 2-step episode
+through the same tree-mapped episode API. :class:`TransitionsToBatch`, a learner connector piece
+placed before RLlib's defaults, stacks such transitions into the train batch's columns in bulk
+(one array per column), and RLlib's own pieces see the columns present and skip them; it leaves any
+other episodes to them. The resulting tensors equal the default pipeline's (tested).
+
+The buffer also takes a ``seed`` (RLlib's is drawn from the OS), so a seeded run samples the same
+batches.
+"""
+
+from __future__ import annotations
+
+from copy import deepcopy
+from typing import Any
+
+import numpy as np
+from ray.rllib.connectors.connector_v2 import ConnectorV2
+from ray.rllib.core import DEFAULT_AGENT_ID, DEFAULT_MODULE_ID
+from ray.rllib.core.columns import Columns
+from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+from ray.rllib.env.utils.infinite_lookback_buffer import InfiniteLookbackBuffer
+from ray.rllib.utils.annotations import override
+from ray.rllib.utils.replay_buffers.prioritized_episode_buffer import (
+    PrioritizedEpisodeReplayBuffer,
+)
+
+from rayrec.envs.episodes import episode_from_arrays
+
+__all__ = [
+    "TRANSITION_ID_PREFIX",
+    "FastPrioritizedEpisodeReplayBuffer",
+    "TransitionsToBatch",
+    "configure_fast_replay",
+    "uses_fast_replay",
+]
+
+# Ids of the 2-step episodes the fast sample builds (TransitionsToBatch recognises them by it).
+TRANSITION_ID_PREFIX = "rayrec-transition-"
+
+
+def _numpy_form(episode: SingleAgentEpisode) -> bool:
+    """Whether the episode's buffers hold numpy arrays (a flat dict of them for observations)."""
+    obs = episode.observations
+    if not (obs.finalized and episode.actions.finalized and episode.rewards.finalized):
+        return False
+    if isinstance(obs.data, dict):
+        return all(isinstance(v, np.ndarray) for v in obs.data.values())
+    return isinstance(obs.data, np.ndarray)
+
+
+def _copy_buffer(buffer: InfiniteLookbackBuffer) -> InfiniteLookbackBuffer:
+    copy = InfiniteLookbackBuffer.__new__(InfiniteLookbackBuffer)
+    copy.__dict__.update(buffer.__dict__)
+    data = buffer.data
+    if isinstance(data, dict):
+        copy.data = {k: v.copy() for k, v in data.items()}
+    elif isinstance(data, np.ndarray):
+        copy.data = data.copy()
+    else:
+        copy.data = deepcopy(data)
+    return copy
+
+
+class _CopyableEpisode(SingleAgentEpisode):
+    """A numpy ``SingleAgentEpisode`` whose deep copy copies its arrays as arrays.
+
+    Only worn while :meth:`FastPrioritizedEpisodeReplayBuffer.add` runs; the copy it makes is a
+    plain ``SingleAgentEpisode`` that shares the (immutable) spaces and nothing else.
+    """
+
+    __slots__ = ()  # the same layout, so an episode can wear this class for a while
+
+    def __deepcopy__(self, memo: dict) -> SingleAgentEpisode:
+        new = SingleAgentEpisode.__new__(SingleAgentEpisode)
+        for key in SingleAgentEpisode.__slots__:
+            if not hasattr(self, key):
+                continue
+            value = getattr(self, key)
+            if isinstance(value, InfiniteLookbackBuffer):
+                value = _copy_buffer(value)
+            elif key == "extra_model_outputs":
+                value = {k: _copy_buffer(v) for k, v in value.items()}
+            elif not key.endswith("_space"):
+                value = deepcopy(value, memo)
+            setattr(new, key, value)
+        return new
+
+
+class FastPrioritizedEpisodeReplayBuffer(PrioritizedEpisodeReplayBuffer):
+    """RLlib's prioritized episode replay with a fast ``sample`` for one-step items.
+
+    Args:
+        seed: seeds the sampling generator (RLlib's default draws fresh OS entropy).
+        **kwargs: as ``PrioritizedEpisodeReplayBuffer`` (``capacity``, ``alpha``, ...).
+    """
+
+    def __init__(self, *args: Any, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rng = np.random.default_rng(seed)
+        self._sampled_serial = 0
+
+    @override(PrioritizedEpisodeReplayBuffer)
+    def add(self, episodes: Any, weight: float | None = None) -> None:
+        """RLlib's ``add``; the copy it makes of each numpy episode copies arrays, not objects.
+
+        RLlib deep-copies every incoming episode, which walks each numpy array element by
+        element as Python objects; :class:`_CopyableEpisode` copies the buffers' arrays
+        directly (the same data, and no memory shared with the caller's episode).
+        """
+        episodes = episodes if isinstance(episodes, list) else [episodes]
+        swapped = [e for e in episodes if type(e) is SingleAgentEpisode and _numpy_form(e)]
+        for episode in swapped:
+            episode.__class__ = _CopyableEpisode
+        try:
+            super().add(episodes, weight)
+        finally:
+            for episode in swapped:
+                episode.__class__ = SingleAgentEpisode
+
+    def _fast_path(self, n_step: Any, include_infos: bool, batch_length_T: int | None) -> bool:
+        if isinstance(n_step, tuple) or include_infos or (batch_length_T or 1) > 1:
+            return False
+        return all(_numpy_form(e) for e in self.episodes)
+
+    @override(PrioritizedEpisodeReplayBuffer)
+    def sample(
+        self,
+        num_items: int | None = None,
+        *,
+        batch_size_B: int | None = None,
+        batch_length_T: int | None = None,
+        n_step: int | tuple | None = None,
+        beta: float = 0.0,
+        gamma: float = 0.99,
+        include_infos: bool = False,
+        include_extra_model_outputs: bool = False,
+        to_numpy: bool = False,
+        **kwargs: Any,
+    ) -> list[SingleAgentEpisode]:
+        """RLlib's ``sample`` (same draws, same transitions), as views and direct assembly."""
+        if not self._fast_path(n_step, include_infos, batch_length_T):
+            return super().sample(
+                num_items,
+                batch_size_B=batch_size_B,
+                batch_length_T=batch_length_T,
+                n_step=n_step,
+                beta=beta,
+                gamma=gamma,
+                include_infos=include_infos,
+                include_extra_model_outputs=include_extra_model_outputs,
+                to_numpy=to_numpy,
+                **kwargs,
+            )
+        assert beta >= 0.0
+        if num_items is not None:
+            assert batch_size_B is None, "pass num_items or batch_size_B, not both"
+            batch_size_B = num_items
+        batch_size_B = batch_size_B or self.batch_size_B
+        n = n_step or 1
+        self._last_sampled_indices = []
+        tree = self._sum_segment
+        total = tree.sum()
+        num_timesteps = self.get_num_timesteps()
+        p_min = self._min_segment.min() / total
+        max_weight = (p_min * num_timesteps) ** (-beta)
+        sampled: list[SingleAgentEpisode] = []
+        steps: set[tuple[str, int]] = set()
+        episode_idxs: set[int] = set()
+        resamples = 0
+        while len(sampled) < batch_size_B:
+            # RLlib's draw: the prefix-sum search over priorities (Schaul et al. 2016), o_t.
+            idx = tree.find_prefixsum_idx(self.rng.random() * total)
+            weight = (tree[idx] / total * num_timesteps) ** (-beta)
+            episode_idx, ts, _ = self._indices[self._tree_idx_to_sample_idx[idx]]
+            episode_idx -= self._num_episodes_evicted
+            episode = self.episodes[episode_idx]
+            if ts + n > len(episode):
+                resamples += 1
+                continue
+            sampled.append(
+                self._transition(
+                    episode, ts, n, gamma, weight / max_weight, include_extra_model_outputs
+                )
+            )
+            steps.add((episode.id_, ts))
+            episode_idxs.add(episode_idx)
+            self._last_sampled_indices.append(idx)
+        self.sampled_timesteps += batch_size_B
+        self._record_sample(batch_size_B, len(episode_idxs), len(steps), n, resamples)
+        return sampled
+
+    def _transition(
+        self,
+        episode: SingleAgentEpisode,
+        ts: int,
+        n: int,
+        gamma: float,
+        weight: float,
+        include_extra_model_outputs: bool,
+    ) -> SingleAgentEpisode:
+        """The 2-step episode (o_t, a_t, sum_i gamma^i r_(t+i), o_(t+n)) RLlib's sample builds."""
+        obs = episode.observations
+        first = obs.lookback + ts
+        # Rows t and t + n, as strided views (no copy).
+        rows = slice(first, first + n + 1, n)
+        if isinstance(obs.data, dict):
+            observations = {k: v[rows] for k, v in obs.data.items()}
+        else:
+            observations = obs.data[rows]
+        acts = episode.actions
+        rew = episode.rewards
+        r0 = rew.lookback + ts
+        # Horner's rule in float64: the recurrence RLlib's lfilter runs, so the sums are equal.
+        reward = 0.0
+        for x in rew.data[r0 : r0 + n][::-1].tolist():
+            reward = x + gamma * reward
+        extras = {"weights": np.array([weight]), "n_step": np.array([n])}
+        if include_extra_model_outputs:
+            for key, buffer in episode.extra_model_outputs.items():
+                at = buffer.lookback + ts
+                extras[key] = buffer.data[at : at + 1]
+        last = ts + n >= len(episode)
+        self._sampled_serial += 1
+        return episode_from_arrays(
+            f"{TRANSITION_ID_PREFIX}{self._sampled_serial}",
+            obs=observations,
+            infos=[{}, {}],
+            actions=acts.data[acts.lookback + ts : acts.lookback + ts + 1],
+            rewards=np.array([reward]),
+            extras=extras,
+            lookback=0,
+            t_started=ts,
+            terminated=episode.is_terminated if last else False,
+            truncated=episode.is_truncated if last else False,
+            spaces=(episode._observation_space, episode._action_space),
+            start_time=None,
+            last_time=None,
+        )
+
+    def _record_sample(
+        self, num: int, num_episodes: int, num_steps: int, n: int, resamples: int
+    ) -> None:
+        """RLlib's sample metrics (one agent, one module)."""
+        agent, module = DEFAULT_AGENT_ID, DEFAULT_MODULE_ID
+        self._update_sample_metrics(
+            num_env_steps_sampled=num,
+            num_episodes_per_sample=num_episodes,
+            num_env_steps_per_sample=num_steps,
+            sampled_n_step=float(n),
+            num_resamples=resamples,
+            agent_to_num_steps_sampled={agent: num},
+            agent_to_num_episodes_per_sample={agent: num_episodes},
+            agent_to_num_steps_per_sample={agent: num_steps},
+            agent_to_sampled_n_step={agent: float(n)},
+            agent_to_num_resamples={agent: resamples},
+            module_to_num_steps_sampled={module: num},
+            module_to_num_episodes_per_sample={module: num_episodes},
+            module_to_num_steps_per_sample={module: num_steps},
+            module_to_sampled_n_step={module: float(n)},
+            module_to_num_resamples={module: resamples},
+        )
+
+
+class TransitionsToBatch(ConnectorV2):
+    """Learner connector piece: the train-batch columns of sampled transitions, in bulk.
+
+    For a list of episodes that all come from :class:`FastPrioritizedEpisodeReplayBuffer`'s fast
+    sample (2-step episodes: o_t, a_t, the n-step reward, o_(t+n)), adds ``obs``, ``new_obs``,
+    ``actions``, ``rewards``, ``terminateds``, ``truncateds`` and the extra model outputs
+    (``weights``, ``n_step``) as one batched item each, which RLlib's default pieces then skip
+    (they add a column only when it is missing) and ``BatchIndividualItems`` passes through.
+    Anything else is left to the default pieces unchanged.
+    """
+
+    @override(ConnectorV2)
+    def __call__(
+        self,
+        *,
+        rl_module: Any,
+        batch: dict[str, Any],
+        episodes: list[Any],
+        explore: bool | None = None,
+        shared_data: dict | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        if not episodes or Columns.OBS in batch:
+            return batch
+        if not all(
+            isinstance(e, SingleAgentEpisode) and e.id_.startswith(TRANSITION_ID_PREFIX)
+            for e in episodes
+        ):
+            return batch
+        first = episodes[0]
+        if isinstance(first.observations.data, dict):
+            # (B, 2, ...) per key: rows t and t + n of every transition.
+            pairs = {
+                k: np.stack([e.observations.data[k] for e in episodes])
+                for k in first.observations.data
+            }
+            obs = {k: v[:, 0] for k, v in pairs.items()}
+            next_obs = {k: v[:, 1] for k, v in pairs.items()}
+        else:
+            pair = np.stack([e.observations.data for e in episodes])
+            obs, next_obs = pair[:, 0], pair[:, 1]
+        columns = {
+            Columns.OBS: obs,
+            Columns.NEXT_OBS: next_obs,
+            Columns.ACTIONS: np.concatenate([e.actions.data for e in episodes]),
+            Columns.REWARDS: np.concatenate([e.rewards.data for e in episodes]),
+            Columns.TERMINATEDS: np.array([e.is_terminated for e in episodes]),
+            Columns.TRUNCATEDS: np.array([e.is_truncated for e in episodes]),
+        }
+        for key in first.extra_model_outputs:
+            columns[key] = np.concatenate([e.extra_model_outputs[key].data for e in episodes])
+        for column, value in columns.items():
+            self.add_n_batch_items(
+                batch,
+                column,
+                items_to_add=value,
+                num_items=len(episodes),
+                single_agent_episode=first,
+            )
+        return batch
+
+
+def _transitions_connector(*_: Any) -> TransitionsToBatch:
+    return TransitionsToBatch()
+
+
+def uses_fast_replay(config: Any) -> bool:
+    """Whether an RLlib config's replay buffer is :class:`FastPrioritizedEpisodeReplayBuffer`."""
+    kind = (getattr(config, "replay_buffer_config", None) or {}).get("type")
+    if isinstance(kind, str):
+        return kind.rsplit(".", 1)[-1] == FastPrioritizedEpisodeReplayBuffer.__name__
+    return isinstance(kind, type) and issubclass(kind, FastPrioritizedEpisodeReplayBuffer)
+
+
+def configure_fast_replay(config: Any, seed: int) -> None:
+    """Seed the fast buffer and put :class:`TransitionsToBatch` in front of the learner's
+    connector pipeline (no-op for other buffers)."""
+    if not uses_fast_replay(config):
+        return
+    config.training(replay_buffer_config={**config.replay_buffer_config, "seed": seed})
+    config.learners(learner_connector=_transitions_connector)

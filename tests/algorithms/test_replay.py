@@ -1,0 +1,194 @@
+"""FastPrioritizedEpisodeReplayBuffer samples what RLlib's PrioritizedEpisodeReplayBuffer does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import tree
+from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+from ray.rllib.utils.replay_buffers.prioritized_episode_buffer import (
+    PrioritizedEpisodeReplayBuffer,
+)
+
+from rayrec.algorithms.replay import FastPrioritizedEpisodeReplayBuffer, TransitionsToBatch
+from rayrec.envs import SessionEnv
+
+SMALL = {"num_items": 300, "num_candidates": 8, "embed_dim": 4, "num_topics": 4, "history_len": 3}
+
+
+def _chunks(seed: int, lengths: list[int]) -> list[SingleAgentEpisode]:
+    """Numpy episode chunks of one SessionEnv user (random valid actions): the first chunk
+    starts at the reset, each later one continues the same episode id, as env runners send them."""
+    env = SessionEnv(**SMALL)
+    rng = np.random.default_rng(seed)
+    obs, info = env.reset(seed=seed)
+    chunks, episode = [], None
+    for length in lengths:
+        if episode is None:
+            episode = SingleAgentEpisode(
+                observation_space=env.observation_space, action_space=env.action_space
+            )
+            episode.add_env_reset(obs, info)
+        for _ in range(length):
+            action = int(rng.choice(np.flatnonzero(obs["action_mask"])))
+            obs, reward, terminated, truncated, info = env.step(action)
+            episode.add_env_step(
+                obs,
+                action,
+                reward,
+                info,
+                terminated=terminated,
+                truncated=truncated,
+                extra_model_outputs={"q": np.float32(reward + 1.0)},
+            )
+            if terminated or truncated:
+                break
+        episode.to_numpy()
+        chunks.append(episode)
+        episode = None if episode.is_done else episode.cut()
+    return chunks
+
+
+def _filled(cls: type, seed: int) -> PrioritizedEpisodeReplayBuffer:
+    buffer = cls(capacity=200, alpha=0.6)
+    buffer.rng = np.random.default_rng(seed)
+    for user in range(4):
+        for chunk in _chunks(user, [7, 9, 40]):
+            buffer.add(chunk)
+    # Non-uniform priorities, the same for both buffers.
+    buffer.sample(num_items=32, n_step=1)
+    buffer.update_priorities(np.random.default_rng(7).uniform(0.1, 3.0, 32), DEFAULT_MODULE)
+    buffer.rng = np.random.default_rng(seed)
+    return buffer
+
+
+DEFAULT_MODULE = "default_policy"
+
+
+def _flat(episode: SingleAgentEpisode) -> dict:
+    return {
+        "obs": [episode.get_observations(i) for i in (0, 1)],
+        "action": episode.get_actions(0),
+        "reward": episode.get_rewards(0),
+        "weights": episode.get_extra_model_outputs("weights", 0),
+        "n_step": episode.get_extra_model_outputs("n_step", 0),
+        "extras": {
+            k: episode.get_extra_model_outputs(k, 0)
+            for k in episode.extra_model_outputs
+            if k not in ("weights", "n_step")
+        },
+        "flags": (episode.is_terminated, episode.is_truncated, episode.t_started, len(episode)),
+    }
+
+
+@pytest.mark.parametrize("n_step", [1, 3])
+@pytest.mark.parametrize("extras", [False, True])
+def test_same_transitions_as_rllib(n_step, extras):
+    ours = _filled(FastPrioritizedEpisodeReplayBuffer, seed=3)
+    theirs = _filled(PrioritizedEpisodeReplayBuffer, seed=3)
+    for ep_ours, ep_theirs in zip(ours.episodes, theirs.episodes, strict=True):
+        assert ours._fast_path(n_step, False, 0)
+        assert len(ep_ours) == len(ep_theirs)
+    kwargs = {"n_step": n_step, "gamma": 0.9, "beta": 0.4, "include_extra_model_outputs": extras}
+    got = ours.sample(num_items=64, **kwargs)
+    want = theirs.sample(num_items=64, **kwargs)
+    assert ours._last_sampled_indices == theirs._last_sampled_indices
+    assert len({e.id_ for e in got}) == 64
+    for a, b in zip(got, want, strict=True):
+        fa, fb = _flat(a), _flat(b)
+        for oa, ob in zip(fa.pop("obs"), fb.pop("obs"), strict=True):
+            assert oa.keys() == ob.keys()
+            for key in oa:
+                np.testing.assert_array_equal(oa[key], ob[key])
+        assert fa["reward"] == fb["reward"]  # exactly: the same float64 recurrence
+        assert fa["weights"] == fb["weights"] and fa["n_step"] == fb["n_step"]
+        assert fa["action"] == fb["action"] and fa["flags"] == fb["flags"]
+        assert fa["extras"].keys() == fb["extras"].keys()
+        for key in fa["extras"]:
+            np.testing.assert_array_equal(fa["extras"][key], fb["extras"][key])
+    # The same draws leave the generators in the same state, and the metrics agree.
+    assert ours.rng.random() == theirs.rng.random()
+    assert ours.get_metrics() == theirs.get_metrics()
+
+
+def test_terminal_transitions_are_sampled_with_their_flags():
+    buffer = _filled(FastPrioritizedEpisodeReplayBuffer, seed=0)
+    episodes = buffer.sample(num_items=2000, n_step=3, gamma=0.99, beta=0.4)
+    done = [e for e in episodes if e.is_terminated or e.is_truncated]
+    assert done, "no transition reached an episode's end"
+    assert all(not e.is_terminated and not e.is_truncated for e in episodes if e not in done)
+
+
+def test_seed_makes_sampling_repeatable_and_other_requests_fall_back():
+    a = _filled(FastPrioritizedEpisodeReplayBuffer, seed=5)
+    b = FastPrioritizedEpisodeReplayBuffer(capacity=200, alpha=0.6, seed=11)
+    c = FastPrioritizedEpisodeReplayBuffer(capacity=200, alpha=0.6, seed=11)
+    assert b.rng.random() == c.rng.random()
+    # A random n-step range takes RLlib's path (which draws n per item) and still works.
+    assert not a._fast_path((1, 4), False, 0)
+    episodes = a.sample(num_items=16, n_step=(1, 4), gamma=0.99)
+    assert {int(e.get_extra_model_outputs("n_step", 0)) for e in episodes} <= {1, 2, 3}
+
+
+def _learner_pipeline(custom: bool):
+    """DQN's learner connector pipeline (the default pieces plus next observations, as the DQN
+    learner builds it), with or without TransitionsToBatch in front."""
+    from ray.rllib.algorithms.dqn import DQNConfig
+    from ray.rllib.connectors.common import AddObservationsFromEpisodesToBatch
+    from ray.rllib.connectors.learner import AddNextObservationsFromEpisodesToTrainBatch
+
+    env = SessionEnv(**SMALL)
+    config = DQNConfig()
+    if custom:
+        config.learners(learner_connector=lambda *_: TransitionsToBatch())
+    pipeline = config.build_learner_connector(
+        input_observation_space=env.observation_space, input_action_space=env.action_space
+    )
+    pipeline.insert_after(
+        AddObservationsFromEpisodesToBatch, AddNextObservationsFromEpisodesToTrainBatch()
+    )
+    return pipeline
+
+
+def _tensors(pipeline, episodes):
+    from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
+
+    module = MultiRLModule()
+    module.framework = "torch"  # what NumpyToTensor asks of the learner's module
+    batch = pipeline(rl_module=module, batch={}, episodes=episodes, shared_data={})
+    return tree.flatten_with_path(batch)
+
+
+@pytest.mark.parametrize("n_step", [1, 3])
+def test_connector_gives_the_default_pipelines_batch(n_step):
+    buffer = _filled(FastPrioritizedEpisodeReplayBuffer, seed=2)
+    episodes = buffer.sample(num_items=48, n_step=n_step, gamma=0.95, beta=0.4)
+    assert any(e.is_terminated or e.is_truncated for e in episodes) or n_step == 1
+    ours = _tensors(_learner_pipeline(custom=True), episodes)
+    theirs = _tensors(_learner_pipeline(custom=False), episodes)
+    assert [path for path, _ in ours] == [path for path, _ in theirs]
+    for (path, a), (_, b) in zip(ours, theirs, strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape, path
+        assert torch.equal(a, b), path
+
+
+def test_connector_leaves_other_episodes_to_the_defaults():
+    chunks = _chunks(0, [5])
+    batch = TransitionsToBatch()(rl_module=None, batch={}, episodes=chunks, shared_data={})
+    assert batch == {}
+
+
+def test_add_copies_arrays_and_leaves_the_callers_episode_alone():
+    buffer = FastPrioritizedEpisodeReplayBuffer(capacity=100, seed=0)
+    chunk = _chunks(1, [6])[0]
+    buffer.add(chunk)
+    stored = buffer.episodes[0]
+    assert type(chunk) is SingleAgentEpisode and type(stored) is SingleAgentEpisode
+    assert stored is not chunk and stored.id_ == chunk.id_ and len(stored) == len(chunk)
+    for key, value in chunk.observations.data.items():
+        np.testing.assert_array_equal(stored.observations.data[key], value)
+        assert not np.shares_memory(stored.observations.data[key], value)
+    np.testing.assert_array_equal(stored.rewards.data, chunk.rewards.data)
+    assert not np.shares_memory(stored.rewards.data, chunk.rewards.data)
+    assert stored.observation_space is chunk.observation_space

@@ -116,6 +116,8 @@ class FastPrioritizedEpisodeReplayBuffer(PrioritizedEpisodeReplayBuffer):
         super().__init__(*args, **kwargs)
         self.rng = np.random.default_rng(seed)
         self._sampled_serial = 0
+        # Whether every stored episode holds numpy arrays (None: not known, look).
+        self._numpy_only: bool | None = True
 
     @override(PrioritizedEpisodeReplayBuffer)
     def add(self, episodes: Any, weight: float | None = None) -> None:
@@ -134,11 +136,20 @@ class FastPrioritizedEpisodeReplayBuffer(PrioritizedEpisodeReplayBuffer):
         finally:
             for episode in swapped:
                 episode.__class__ = SingleAgentEpisode
+        if len(swapped) < len(episodes):
+            self._numpy_only = None
+
+    @override(PrioritizedEpisodeReplayBuffer)
+    def set_state(self, state: Any) -> None:
+        super().set_state(state)
+        self._numpy_only = None
 
     def _fast_path(self, n_step: Any, include_infos: bool, batch_length_T: int | None) -> bool:
         if isinstance(n_step, tuple) or include_infos or (batch_length_T or 1) > 1:
             return False
-        return all(_numpy_form(e) for e in self.episodes)
+        if self._numpy_only is None:
+            self._numpy_only = all(_numpy_form(e) for e in self.episodes) or None
+        return bool(self._numpy_only)
 
     @override(PrioritizedEpisodeReplayBuffer)
     def sample(

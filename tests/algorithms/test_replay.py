@@ -192,3 +192,28 @@ def test_add_copies_arrays_and_leaves_the_callers_episode_alone():
     np.testing.assert_array_equal(stored.rewards.data, chunk.rewards.data)
     assert not np.shares_memory(stored.rewards.data, chunk.rewards.data)
     assert stored.observation_space is chunk.observation_space
+
+
+def test_list_episodes_take_rllibs_path_until_they_are_gone():
+    buffer = FastPrioritizedEpisodeReplayBuffer(capacity=60, seed=0)
+    buffer.add(_chunks(0, [40])[0])
+    assert buffer._fast_path(3, False, 0)
+    env = SessionEnv(**SMALL)
+    obs, info = env.reset(seed=9)
+    listed = SingleAgentEpisode(
+        observation_space=env.observation_space, action_space=env.action_space
+    )
+    listed.add_env_reset(obs, info)
+    for _ in range(3):
+        action = int(np.flatnonzero(obs["action_mask"])[0])
+        obs, reward, terminated, truncated, info = env.step(action)
+        listed.add_env_step(obs, action, reward, info, terminated=terminated, truncated=truncated)
+        if terminated or truncated:
+            break
+    buffer.add(listed)  # not numpy: RLlib's own deep copy and sample
+    assert not buffer._fast_path(3, False, 0)
+    assert len(buffer.sample(num_items=8, n_step=1)) == 8
+    for user in range(1, 4):  # evicts the list episode (capacity 60)
+        buffer.add(_chunks(user, [40])[0])
+    assert all(e.id_ != listed.id_ for e in buffer.episodes)
+    assert buffer._fast_path(3, False, 0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -217,3 +219,46 @@ def test_list_episodes_take_rllibs_path_until_they_are_gone():
         buffer.add(_chunks(user, [40])[0])
     assert all(e.id_ != listed.id_ for e in buffer.episodes)
     assert buffer._fast_path(3, False, 0)
+
+
+def _state(buffer: PrioritizedEpisodeReplayBuffer) -> dict:
+    return {
+        "indices": list(buffer._indices),
+        "tree_map": dict(buffer._tree_idx_to_sample_idx),
+        "free": list(buffer._free_nodes),
+        "sum": list(buffer._sum_segment.value),
+        "min": list(buffer._min_segment.value),
+        "max_idx": buffer._max_idx,
+        "timesteps": (buffer._num_timesteps, buffer._num_timesteps_added),
+        "evicted": buffer._num_episodes_evicted,
+        "episodes": [(e.id_, len(e)) for e in buffer.episodes],
+        "id_to_index": dict(buffer.episode_id_to_index),
+        "metrics": buffer.get_metrics(),
+    }
+
+
+def test_add_with_evictions_keeps_rllibs_bookkeeping():
+    ours = FastPrioritizedEpisodeReplayBuffer(capacity=64, alpha=0.6, seed=0)
+    theirs = PrioritizedEpisodeReplayBuffer(capacity=64, alpha=0.6)
+    # Interleaved chunks of several users, so that evicted episodes have steps all over the
+    # index list, and a chunk whose episode is evicted in the same add.
+    chunks = [_chunks(user, [5, 9, 30]) for user in range(6)]
+    c = chunks
+    batches = [
+        [c[0][0], c[1][0], c[2][0]],
+        [c[0][1], c[1][1], c[2][1], c[3][0]],
+        [c[0][2], c[1][2], c[2][2], c[3][1]],
+        [c[4][0], c[5][0], c[3][2]],
+        [c[4][1], c[5][1]],
+        [c[4][2], c[5][2]],
+    ]
+    for batch in batches:
+        ours.add(batch, weight=0.5)
+        theirs.add([copy.deepcopy(e) for e in batch], weight=0.5)
+        assert _state(ours) == _state(theirs)
+    assert ours._num_episodes_evicted > 0
+    for buffer in (ours, theirs):
+        buffer.rng = np.random.default_rng(1)
+    got = ours.sample(num_items=32, n_step=2, gamma=0.9, beta=0.4)
+    want = theirs.sample(num_items=32, n_step=2, gamma=0.9, beta=0.4)
+    assert [e.t_started for e in got] == [e.t_started for e in want]

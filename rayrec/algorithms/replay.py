@@ -37,6 +37,7 @@ from ray.rllib.core import DEFAULT_AGENT_ID, DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 from ray.rllib.env.utils.infinite_lookback_buffer import InfiniteLookbackBuffer
+from ray.rllib.utils import force_list
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.replay_buffers.prioritized_episode_buffer import (
     PrioritizedEpisodeReplayBuffer,
@@ -57,9 +58,14 @@ TRANSITION_ID_PREFIX = "rayrec-transition-"
 
 
 def _numpy_form(episode: SingleAgentEpisode) -> bool:
-    """Whether the episode's buffers hold numpy arrays (a flat dict of them for observations)."""
+    """Whether the episode's buffers hold numpy arrays: a flat dict of them or one array for
+    observations, one array each for actions, rewards and extra model outputs."""
     obs = episode.observations
     if not (obs.finalized and episode.actions.finalized and episode.rewards.finalized):
+        return False
+    arrays = [episode.actions.data, episode.rewards.data]
+    arrays += [b.data for b in episode.extra_model_outputs.values()]
+    if not all(isinstance(a, np.ndarray) for a in arrays):
         return False
     if isinstance(obs.data, dict):
         return all(isinstance(v, np.ndarray) for v in obs.data.values())
@@ -124,7 +130,7 @@ class FastPrioritizedEpisodeReplayBuffer(PrioritizedEpisodeReplayBuffer):
         """
         if weight is None:
             weight = self._max_priority
-        episodes = episodes if isinstance(episodes, list) else [episodes]
+        episodes = force_list(episodes)
         if not all(type(e) is SingleAgentEpisode and _numpy_form(e) for e in episodes):
             self._numpy_only = None
         added = {"steps": 0, "agent_steps": 0, "episodes": 0}
@@ -215,8 +221,15 @@ class FastPrioritizedEpisodeReplayBuffer(PrioritizedEpisodeReplayBuffer):
         self._tree_idx_to_sample_idx.update({t[2]: i for i, t in enumerate(self._indices)})
 
     @override(PrioritizedEpisodeReplayBuffer)
+    def get_state(self) -> dict[str, Any]:
+        """RLlib's state plus the sampling generator's, so a restored buffer samples on."""
+        return {**super().get_state(), "rayrec_rng": self.rng.bit_generator.state}
+
+    @override(PrioritizedEpisodeReplayBuffer)
     def set_state(self, state: Any) -> None:
         super().set_state(state)
+        if "rayrec_rng" in state:
+            self.rng.bit_generator.state = state["rayrec_rng"]
         self._numpy_only = None
 
     def _fast_path(self, n_step: Any, include_infos: bool, batch_length_T: int | None) -> bool:
@@ -389,12 +402,15 @@ class TransitionsToBatch(ConnectorV2):
     ) -> Any:
         if not episodes or Columns.OBS in batch:
             return batch
+        first = episodes[0]
+        extras = first.extra_model_outputs.keys()
         if not all(
-            isinstance(e, SingleAgentEpisode) and e.id_.startswith(TRANSITION_ID_PREFIX)
+            isinstance(e, SingleAgentEpisode)
+            and e.id_.startswith(TRANSITION_ID_PREFIX)
+            and e.extra_model_outputs.keys() == extras
             for e in episodes
         ):
             return batch
-        first = episodes[0]
         if isinstance(first.observations.data, dict):
             # (B, 2, ...) per key: rows t and t + n of every transition.
             pairs = {
@@ -414,7 +430,7 @@ class TransitionsToBatch(ConnectorV2):
             Columns.TERMINATEDS: np.array([e.is_terminated for e in episodes]),
             Columns.TRUNCATEDS: np.array([e.is_truncated for e in episodes]),
         }
-        for key in first.extra_model_outputs:
+        for key in extras:
             columns[key] = np.concatenate([e.extra_model_outputs[key].data for e in episodes])
         for column, value in columns.items():
             self.add_n_batch_items(
@@ -427,8 +443,14 @@ class TransitionsToBatch(ConnectorV2):
         return batch
 
 
-def _transitions_connector(*_: Any) -> TransitionsToBatch:
-    return TransitionsToBatch()
+class _WithTransitions:
+    """Learner connector builder: TransitionsToBatch, then what ``inner`` builds (if any)."""
+
+    def __init__(self, inner: Any = None) -> None:
+        self.inner = inner
+
+    def __call__(self, *args: Any) -> list[ConnectorV2]:
+        return [TransitionsToBatch(), *(force_list(self.inner(*args)) if self.inner else [])]
 
 
 def uses_fast_replay(config: Any) -> bool:
@@ -445,4 +467,7 @@ def configure_fast_replay(config: Any, seed: int) -> None:
     if not uses_fast_replay(config):
         return
     config.training(replay_buffer_config={**config.replay_buffer_config, "seed": seed})
-    config.learners(learner_connector=_transitions_connector)
+    existing = getattr(config, "_learner_connector", None)
+    if isinstance(existing, _WithTransitions):
+        return
+    config.learners(learner_connector=_WithTransitions(existing))

@@ -18,6 +18,9 @@ from ray.rllib.utils.spaces.space_utils import get_base_struct_from_space
 __all__ = ["episode_from_arrays", "lookback_buffer"]
 
 _STRUCTS: dict[int, tuple[Any, Any]] = {}
+# Episodes unpickled from remote env runners bring new space objects every time: the cache is
+# cleared when it grows past this, so it never keeps old spaces alive for a whole run.
+_MAX_STRUCTS = 64
 
 
 def _struct(space: Any) -> Any:
@@ -26,6 +29,8 @@ def _struct(space: Any) -> Any:
         return None
     cached = _STRUCTS.get(id(space))
     if cached is None or cached[0] is not space:
+        if len(_STRUCTS) >= _MAX_STRUCTS:
+            _STRUCTS.clear()
         cached = _STRUCTS[id(space)] = (space, get_base_struct_from_space(space))
     return cached[1]
 

@@ -167,7 +167,12 @@ def test_connector_gives_the_default_pipelines_batch(n_step):
     buffer = _filled(FastPrioritizedEpisodeReplayBuffer, seed=2)
     episodes = buffer.sample(num_items=48, n_step=n_step, gamma=0.95, beta=0.4)
     assert any(e.is_terminated or e.is_truncated for e in episodes) or n_step == 1
+    ids = [e.id_ for e in episodes]
+    direct = TransitionsToBatch()(rl_module=None, batch={}, episodes=episodes, shared_data={})
+    assert {"obs", "new_obs", "actions", "rewards", "weights", "n_step"} <= direct.keys()
     ours = _tensors(_learner_pipeline(custom=True), episodes)
+    # RLlib's observation piece renames the episodes it reads: ours left none to it.
+    assert [e.id_ for e in episodes] == ids
     theirs = _tensors(_learner_pipeline(custom=False), episodes)
     assert [path for path, _ in ours] == [path for path, _ in theirs]
     for (path, a), (_, b) in zip(ours, theirs, strict=True):
@@ -262,3 +267,35 @@ def test_add_with_evictions_keeps_rllibs_bookkeeping():
     got = ours.sample(num_items=32, n_step=2, gamma=0.9, beta=0.4)
     want = theirs.sample(num_items=32, n_step=2, gamma=0.9, beta=0.4)
     assert [e.t_started for e in got] == [e.t_started for e in want]
+
+
+def test_state_round_trip_keeps_sampling_where_it_was():
+    buffer = _filled(FastPrioritizedEpisodeReplayBuffer, seed=4)
+    buffer.sample(num_items=8, n_step=1)
+    restored = FastPrioritizedEpisodeReplayBuffer(capacity=200, alpha=0.6, seed=99)
+    restored.set_state(buffer.get_state())
+    a = buffer.sample(num_items=16, n_step=3, gamma=0.9)
+    b = restored.sample(num_items=16, n_step=3, gamma=0.9)
+    assert [(e.t_started, e.get_rewards(0)) for e in a] == [
+        (e.t_started, e.get_rewards(0)) for e in b
+    ]
+
+
+def test_configure_keeps_a_users_learner_connector():
+    from ray.rllib.algorithms.dqn import DQNConfig
+    from ray.rllib.connectors.common import AddObservationsFromEpisodesToBatch
+
+    from rayrec.algorithms.replay import configure_fast_replay
+
+    config = DQNConfig().training(
+        replay_buffer_config={"type": "rayrec.algorithms.replay.FastPrioritizedEpisodeReplayBuffer"}
+    )
+    config.learners(learner_connector=lambda *_: AddObservationsFromEpisodesToBatch())
+    configure_fast_replay(config, seed=3)
+    configure_fast_replay(config, seed=3)  # idempotent
+    pieces = config._learner_connector(None, None)
+    assert [type(p).__name__ for p in pieces] == [
+        "TransitionsToBatch",
+        "AddObservationsFromEpisodesToBatch",
+    ]
+    assert config.replay_buffer_config["seed"] == 3

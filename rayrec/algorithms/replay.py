@@ -131,7 +131,9 @@ class FastPrioritizedEpisodeReplayBuffer(PrioritizedEpisodeReplayBuffer):
         if weight is None:
             weight = self._max_priority
         episodes = force_list(episodes)
-        if not all(type(e) is SingleAgentEpisode and _numpy_form(e) for e in episodes):
+        # Numpy episodes are copied as arrays; the rest as RLlib copies them.
+        numpy = [type(e) is SingleAgentEpisode and _numpy_form(e) for e in episodes]
+        if not all(numpy):
             self._numpy_only = None
         added = {"steps": 0, "agent_steps": 0, "episodes": 0}
         evicted = {"steps": 0, "agent_steps": 0, "episodes": 0}
@@ -163,10 +165,10 @@ class FastPrioritizedEpisodeReplayBuffer(PrioritizedEpisodeReplayBuffer):
 
         j = len(self._indices)
         evicted_set = set(evicted_ids)
-        for eps in episodes:
+        for eps, is_numpy in zip(episodes, numpy, strict=True):
             if eps.id_ in evicted_set:
                 continue
-            eps = _copy_episode(eps) if _numpy_form(eps) else deepcopy(eps)
+            eps = _copy_episode(eps) if is_numpy else deepcopy(eps)
             if eps.id_ in self.episode_id_to_index:
                 # The next chunk of a stored episode: concatenated to it.
                 eps_idx = self.episode_id_to_index[eps.id_]

@@ -175,10 +175,19 @@ class _Progress:
 
     def update(self, iteration: int, row: dict[str, Any], elapsed: float) -> None:
         ret = row.get("episode_return_mean")
-        info = (
-            f"steps {row['env_steps']:>9,}  return {ret if ret is None else round(ret, 2)!s:>7}"
-            f"  {row['env_steps_per_s']:,.0f} steps/s"
+        trained, loss = (
+            row.get("train/num_module_steps_trained_lifetime"),
+            row.get("train/total_loss"),
         )
+        if not row["env_steps"] and trained is not None:  # offline: no env, rows from the log
+            info = f"rows trained {int(trained):>10,}" + (
+                "" if loss is None else f"  loss {loss:.4g}"
+            )
+        else:
+            info = (
+                f"steps {row['env_steps']:>9,}  return {ret if ret is None else round(ret, 2)!s:>7}"
+                f"  {row['env_steps_per_s']:,.0f} steps/s"
+            )
         if self.budget:
             info += f"  {elapsed:,.0f}/{self.budget:,.0f}s"
         if self._bar is not None:

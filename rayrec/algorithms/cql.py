@@ -37,6 +37,8 @@ from ray.rllib.utils.metrics import (
     TIMERS,
 )
 
+from rayrec.algorithms.replay import TransitionsToBatch
+
 __all__ = [
     "CQL_LOSS_KEY",
     "DiscreteCQL",
@@ -99,6 +101,9 @@ class DiscreteCQLConfig(DQNConfig):
         pipeline.insert_after(
             AddObservationsFromEpisodesToBatch, AddNextObservationsFromEpisodesToTrainBatch()
         )
+        # LogPreLearner hands over transition episodes (o_t, a_t, n-step reward, o_(t+n)) with
+        # their n_step; this piece batches them in bulk and the default pieces skip the columns.
+        pipeline.prepend(TransitionsToBatch())
         return pipeline
 
     @override(DQNConfig)
@@ -118,10 +123,11 @@ class DiscreteCQLTorchLearner(DQNTorchLearner):
         self, *, module_id: str, config: DiscreteCQLConfig, batch: dict, fwd_out: dict
     ) -> torch.Tensor:
         rewards = batch[Columns.REWARDS]
-        if "weights" not in batch:  # logged data: uniform weights, one-step transitions
+        missing = {"weights", "n_step"} - batch.keys()
+        if missing:  # logged data: uniform weights; one-step transitions unless batched n_step
             batch = dict(batch)
-            batch["weights"] = torch.ones_like(rewards)
-            batch["n_step"] = torch.ones_like(rewards)
+            for key in missing:
+                batch[key] = torch.ones_like(rewards)
         td_loss = super().compute_loss_for_module(
             module_id=module_id, config=config, batch=batch, fwd_out=fwd_out
         )

@@ -50,11 +50,44 @@ __all__ = [
     "FastPrioritizedEpisodeReplayBuffer",
     "TransitionsToBatch",
     "configure_fast_replay",
+    "transition_episode",
     "uses_fast_replay",
 ]
 
 # Ids of the 2-step episodes the fast sample builds (TransitionsToBatch recognises them by it).
 TRANSITION_ID_PREFIX = "rayrec-transition-"
+
+
+def transition_episode(
+    serial: int | str,
+    observations: Any,
+    action: np.ndarray,
+    reward: np.ndarray,
+    extras: dict[str, np.ndarray],
+    *,
+    t: int,
+    terminated: bool,
+    truncated: bool,
+    spaces: tuple[Any, Any],
+) -> SingleAgentEpisode:
+    """The 2-step episode (o_t, a_t, r, o_(t+n)) of one transition, which TransitionsToBatch
+    batches in bulk: ``observations`` holds rows t and t + n (an array or a dict of arrays with
+    a leading dimension of 2), ``action``, ``reward`` and every extra one row each."""
+    return episode_from_arrays(
+        f"{TRANSITION_ID_PREFIX}{serial}",
+        obs=observations,
+        infos=[{}, {}],
+        actions=action,
+        rewards=reward,
+        extras=extras,
+        lookback=0,
+        t_started=t,
+        terminated=terminated,
+        truncated=truncated,
+        spaces=spaces,
+        start_time=None,
+        last_time=None,
+    )
 
 
 def _numpy_form(episode: SingleAgentEpisode) -> bool:
@@ -340,20 +373,16 @@ class FastPrioritizedEpisodeReplayBuffer(PrioritizedEpisodeReplayBuffer):
                 extras[key] = buffer.data[at : at + 1]
         last = ts + n >= len(episode)
         self._sampled_serial += 1
-        return episode_from_arrays(
-            f"{TRANSITION_ID_PREFIX}{self._sampled_serial}",
-            obs=observations,
-            infos=[{}, {}],
-            actions=acts.data[acts.lookback + ts : acts.lookback + ts + 1],
-            rewards=np.array([reward]),
-            extras=extras,
-            lookback=0,
-            t_started=ts,
+        return transition_episode(
+            self._sampled_serial,
+            observations,
+            acts.data[acts.lookback + ts : acts.lookback + ts + 1],
+            np.array([reward]),
+            extras,
+            t=ts,
             terminated=episode.is_terminated if last else False,
             truncated=episode.is_truncated if last else False,
             spaces=(episode._observation_space, episode._action_space),
-            start_time=None,
-            last_time=None,
         )
 
     def _record_sample(

@@ -5,6 +5,11 @@ RLlib reads the parquet parts with ``ray.data.read_parquet`` and maps batches of
 :class:`LogPreLearner` turns logged rows (item ids) back into the observations the RLModules
 consume (features from the catalog of the log's world) and into one-step episodes, which RLlib's
 learner connectors of the algorithm (DQN/CQL, BC, MARWIL) turn into train batches.
+
+For Q-learning from logs (DiscreteCQL) with ``n_step`` > 1, :class:`LogOfflineData` first turns
+the rows into n-step transitions: Ray Data groups the rows by episode (``groupby`` +
+``map_groups``, which also scales out) and :func:`n_step_rows` replaces each row's reward by the
+discounted sum of the next n logged rewards and its next observation by the one n steps later.
 """
 
 from __future__ import annotations
@@ -13,17 +18,134 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+from ray.rllib.offline.offline_data import OfflineData
 from ray.rllib.offline.offline_prelearner import OfflinePreLearner
 
 from rayrec.data.logs import validate_log
-from rayrec.data.schema import Col, LogError, column_array, expand_observations
+from rayrec.data.schema import OBS_COLUMNS, Col, LogError, column_array, expand_observations
 from rayrec.envs.observation import action_space, observation_space
 from rayrec.sim import SimConfig
 from rayrec.sim.catalog import world_catalog
 from rayrec.specs import EnvSpec, SpecError
 
-__all__ = ["LogPreLearner", "configure_offline", "log_env"]
+__all__ = [
+    "N_STEP_COLUMN",
+    "LogOfflineData",
+    "LogPreLearner",
+    "configure_offline",
+    "log_env",
+    "n_step_rows",
+]
+
+N_STEP_COLUMN = "n_step"
+"""Column added by :func:`n_step_rows`: how many logged steps a row's reward sums (1..n)."""
+
+# Rows per group of episodes that n_step_rows rewrites at once (in the mean).
+_ROWS_PER_BUCKET = 16_384
+_BUCKET = "_bucket"
+# Rows mixed by the local shuffle of the batches the learner reads, in train batches.
+_SHUFFLE_BATCHES = 8
+
+
+def n_step_rows(rows: pa.Table, n: int, gamma: float) -> pa.Table:
+    """The n-step transitions of logged rows that hold whole episodes (in any order).
+
+    Rows are sorted by episode and ``t``. Row t gets ``reward`` = sum_{i < m} gamma^i r_(t+i),
+    the ``next_*`` observation and the ``terminated``/``truncated`` flags of row t + m - 1, and
+    ``n_step`` = m, where m <= n stops at the episode's last logged row and before a gap in ``t``
+    (a missing row): a transition never spans rows the log does not have. The TD target
+    bootstraps with gamma^m from that observation unless it is terminal. With n = 1 every row
+    keeps its values (and gets ``n_step`` = 1).
+    """
+    count = rows.num_rows
+    episode = rows.column(Col.EPISODE_ID).to_numpy()
+    t = rows.column(Col.T).to_numpy()
+    order = np.lexsort((t, episode))
+    if not np.array_equal(order, np.arange(count)):
+        rows, episode, t = rows.take(pa.array(order)), episode[order], t[order]
+    index = np.arange(count)
+    # Last row of each row's run: the episode's end, or the row before a gap in t.
+    breaks = np.flatnonzero((np.diff(t) != 1) | (np.diff(episode) != 0))
+    run_end = np.append(breaks, count - 1)[np.searchsorted(breaks, index)]
+    last = np.minimum(index + n - 1, run_end)
+    rewards = rows.column(Col.REWARD).to_numpy().astype(np.float64)
+    total = np.zeros(count)
+    for i in range(n):  # vectorised over rows; n is small
+        ahead = index + i
+        ok = ahead <= last
+        total[ok] += gamma**i * rewards[ahead[ok]]
+    take = pa.array(last)
+    replaced = {Col.NEXT + c for c in OBS_COLUMNS} | {Col.TERMINATED, Col.TRUNCATED}
+    columns = {}
+    for name in rows.column_names:
+        if name == Col.REWARD:
+            columns[name] = pa.array(total.astype(np.float32))
+        elif name in replaced:
+            columns[name] = rows.column(name).take(take)
+        else:
+            columns[name] = rows.column(name)
+    columns[N_STEP_COLUMN] = pa.array((last - index + 1).astype(np.int32))
+    return pa.table(columns)
+
+
+def _add_bucket(rows: pa.Table, buckets: int) -> pa.Table:
+    """``map_batches`` function: the ``_bucket`` column, episode id modulo ``buckets``."""
+    episode = rows.column(Col.EPISODE_ID).to_numpy()
+    return rows.append_column(_BUCKET, pa.array(episode % buckets))
+
+
+class LogOfflineData(OfflineData):
+    """RLlib's ``OfflineData`` over a rayrec log, with n-step transitions for DiscreteCQL.
+
+    With ``n_step`` > 1 the rows are grouped by episode and rewritten by :func:`n_step_rows`
+    (materialized once, so every pass over the data reuses it). The batches the learner reads are
+    shuffled locally over ``_SHUFFLE_BATCHES`` train batches of rows, seeded by the run's seed:
+    the log holds a lifetime's rows together, and SGD on one user's steps at a time learns worse.
+    A user's own ``iter_batches_kwargs`` shuffle settings win.
+    """
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        n = offline_n_step(config)
+        if n > 1:
+            # Grouping by episode id modulo a bucket count keeps every episode whole inside one
+            # group and lets n_step_rows rewrite many episodes per call (one call per episode
+            # costs seconds per 100k rows).
+            buckets = max(1, -(-self.data.count() // _ROWS_PER_BUCKET))
+            self.data = (
+                self.data.map_batches(
+                    _add_bucket, batch_format="pyarrow", fn_kwargs={"buckets": buckets}
+                )
+                .groupby(_BUCKET, num_partitions=buckets)
+                .map_groups(
+                    n_step_rows,
+                    batch_format="pyarrow",
+                    fn_kwargs={"n": n, "gamma": float(config.gamma)},
+                )
+                .drop_columns([_BUCKET])
+                .materialize()
+            )
+        shuffle = {
+            "local_shuffle_buffer_size": _SHUFFLE_BATCHES * config.train_batch_size_per_learner,
+            "local_shuffle_seed": config.seed,
+        }
+        self.iter_batches_kwargs = shuffle | self.iter_batches_kwargs
+
+
+def offline_n_step(config: Any) -> int:
+    """The n-step length of Q-learning from logs: DiscreteCQL's ``n_step``; 1 for the rest."""
+    from rayrec.algorithms.cql import DiscreteCQLConfig
+
+    if not isinstance(config, DiscreteCQLConfig):
+        return 1
+    n = config.n_step
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise SpecError(
+            f"training.n_step: DiscreteCQL from logs needs a whole number >= 1, got {n!r}"
+        )
+    return n
 
 
 class LogPreLearner(OfflinePreLearner):
@@ -33,6 +155,13 @@ class LogPreLearner(OfflinePreLearner):
         super().__init__(config=config, **kwargs)
         self._sim_config = SimConfig.from_dict(dict(config.env_config["config"]))
         self._catalog = world_catalog(self._sim_config)
+        from rayrec.algorithms.cql import DiscreteCQLConfig
+
+        # DiscreteCQL's learner connector starts with TransitionsToBatch, which batches
+        # transition episodes in bulk; the other algorithms' connectors read plain episodes.
+        self._transitions = isinstance(config, DiscreteCQLConfig)
+        self._spaces = (observation_space(self._sim_config), action_space(self._sim_config))
+        self._serial = 0
 
     def _map_to_episodes(
         self, batch: dict[str, Any], to_numpy: bool = False, **kwargs: Any
@@ -49,6 +178,8 @@ class LogPreLearner(OfflinePreLearner):
         truncated = np.asarray(batch[Col.TRUNCATED], dtype=bool)
         episode_ids = np.asarray(batch[Col.EPISODE_ID])
         steps = np.asarray(batch[Col.T])
+        if self._transitions:
+            return {"episodes": self._transitions_of(batch, obs, nxt, actions, rewards)}
         episodes = []
         for i in range(n):
             episode = SingleAgentEpisode(
@@ -67,6 +198,45 @@ class LogPreLearner(OfflinePreLearner):
                 episode.to_numpy()
             episodes.append(episode)
         return {"episodes": episodes}
+
+    def _transitions_of(
+        self,
+        batch: dict[str, Any],
+        obs: dict[str, np.ndarray],
+        nxt: dict[str, np.ndarray],
+        actions: np.ndarray,
+        rewards: np.ndarray,
+    ) -> list[SingleAgentEpisode]:
+        """One transition episode per row (o_t, a_t, the row's (n-step) reward, o_(t+n))."""
+        from rayrec.algorithms.replay import transition_episode
+
+        n = len(rewards)
+        pairs = {k: np.stack([obs[k], nxt[k]], axis=1) for k in obs}
+        steps = (
+            np.asarray(batch[N_STEP_COLUMN], dtype=np.float32)
+            if N_STEP_COLUMN in batch
+            else np.ones(n, dtype=np.float32)
+        )
+        weights = np.ones(1, dtype=np.float32)
+        terminated = np.asarray(batch[Col.TERMINATED], dtype=bool).tolist()
+        truncated = np.asarray(batch[Col.TRUNCATED], dtype=bool).tolist()
+        t = np.asarray(batch[Col.T]).tolist()
+        first = self._serial
+        self._serial += n
+        return [
+            transition_episode(
+                first + i,
+                {k: v[i] for k, v in pairs.items()},
+                actions[i : i + 1],
+                rewards[i : i + 1],
+                {"weights": weights, "n_step": steps[i : i + 1]},
+                t=t[i],
+                terminated=terminated[i],
+                truncated=truncated[i],
+                spaces=self._spaces,
+            )
+            for i in range(n)
+        ]
 
 
 def log_env(data: str | Path) -> EnvSpec:
@@ -118,6 +288,7 @@ def configure_offline(config: Any, data: str | Path, env: EnvSpec) -> Any:
         # machine, 1-CPU read tasks would never be scheduled and the pipeline would stall.
         input_read_method_kwargs={"num_cpus": 0.25},
         prelearner_class=LogPreLearner,
+        offline_data_class=LogOfflineData,
         # One decoding actor with half a CPU leaves room for the learner on 2 CPUs; on a
         # cluster raise it with --set offline_data.map_batches_kwargs=...
         map_batches_kwargs={"concurrency": 1, "num_cpus": 0.5},

@@ -113,6 +113,12 @@ class DiscreteCQLConfig(DQNConfig):
             self._value_error(f"cql_alpha ({self.cql_alpha}) must be >= 0")
         if self.num_atoms > 1:
             self._value_error("DiscreteCQL supports num_atoms = 1 (expected Q-values) only")
+        n = self.n_step
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            self._value_error(
+                f"DiscreteCQL's n_step ({n!r}) must be a whole number >= 1: the log is rewritten "
+                "into transitions of that many steps"
+            )
 
 
 class DiscreteCQLTorchLearner(DQNTorchLearner):

@@ -135,17 +135,11 @@ class LogOfflineData(OfflineData):
 
 
 def offline_n_step(config: Any) -> int:
-    """The n-step length of Q-learning from logs: DiscreteCQL's ``n_step``; 1 for the rest."""
+    """The n-step length of Q-learning from logs: DiscreteCQL's ``n_step`` (its ``validate``
+    checks it is a whole number >= 1); 1 for the other algorithms, which read the rows as logged."""
     from rayrec.algorithms.cql import DiscreteCQLConfig
 
-    if not isinstance(config, DiscreteCQLConfig):
-        return 1
-    n = config.n_step
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise SpecError(
-            f"training.n_step: DiscreteCQL from logs needs a whole number >= 1, got {n!r}"
-        )
-    return n
+    return config.n_step if isinstance(config, DiscreteCQLConfig) else 1
 
 
 class LogPreLearner(OfflinePreLearner):

@@ -14,7 +14,7 @@ from rayrec.data import Col, collect, log_files
 from rayrec.data.offline import N_STEP_COLUMN, LogPreLearner, n_step_rows
 from rayrec.data.schema import OBS_COLUMNS
 from rayrec.experiment import build_config
-from rayrec.specs import EnvSpec, PolicySpec, load_yaml
+from rayrec.specs import EnvSpec, PolicySpec, SpecError, load_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = {"num_items": 400, "num_candidates": 8, "max_sessions": 2, "max_steps_per_session": 12}
@@ -157,3 +157,9 @@ def test_bulk_batches_carry_the_rows_n_step(log_dir):
     np.testing.assert_array_equal(np.asarray(out[n_key]), batch[N_STEP_COLUMN].astype(np.float32))
     np.testing.assert_allclose(np.asarray(out[r_key]), batch[Col.REWARD], rtol=1e-6)
     assert batch[N_STEP_COLUMN].max() > 1
+
+
+@pytest.mark.parametrize("n_step", [0, [1, 3], 2.5])
+def test_bad_n_step_is_a_clear_spec_error(log_dir, n_step):
+    with pytest.raises(SpecError, match="n_step"):
+        _prelearner(log_dir, n_step=n_step)

@@ -310,10 +310,13 @@ class ModulePolicy:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs: Any) -> ModulePolicy:
-        """Load only the RLModule (no Algorithm, no env runners) from an algorithm checkpoint."""
+        """Load only the RLModule (no Algorithm, no env runners) from an algorithm checkpoint.
+
+        A relative ``path`` is taken from the working directory (RLlib's loader reads paths as
+        URIs and rejects relative ones)."""
         from ray.rllib.core.rl_module.rl_module import RLModule
 
-        path = Path(path)
+        path = Path(path).resolve()
         candidates = [
             path / "learner_group" / "learner" / "rl_module" / "default_policy",
             path / "rl_module" / "default_policy",

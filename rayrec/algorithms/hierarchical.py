@@ -222,7 +222,7 @@ def load_level_modules(checkpoint: str | Path) -> dict[str, Any]:
 
     from rayrec.specs import SpecError
 
-    path = Path(checkpoint)
+    path = Path(checkpoint).resolve()  # RLlib's loader rejects relative paths (no URI scheme)
     for root in (path / "learner_group" / "learner" / "rl_module", path / "rl_module", path):
         if all((root / level).is_dir() for level in LEVELS):
             modules = {level: RLModule.from_checkpoint(root / level) for level in LEVELS}

@@ -43,6 +43,19 @@ def test_inference_only_module_scores_like_the_full_module(policies, module_runs
     np.testing.assert_allclose(served.scores(obs), full.scores(obs), rtol=1e-5, atol=1e-6)
 
 
+def test_a_relative_checkpoint_path_loads(module_runs, monkeypatch):
+    """`rayrec evaluate --checkpoint runs/x/checkpoints/final` and `make demo`'s final evaluation
+    pass relative paths, which RLlib's loader alone rejects ("URI has empty scheme")."""
+    from rayrec.experiment import ModulePolicy
+
+    checkpoint = module_runs["ppo"].resolve()
+    monkeypatch.chdir(checkpoint.parent.parent)
+    relative = checkpoint.relative_to(checkpoint.parent.parent)
+    assert not relative.is_absolute()
+    policy = ModulePolicy.from_checkpoint(relative)
+    assert policy.module is not None
+
+
 def test_catalog_is_the_simulators(policies):
     from rayrec.sim import SessionSimulator
 

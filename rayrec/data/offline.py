@@ -173,7 +173,8 @@ class LogPreLearner(OfflinePreLearner):
         episode_ids = np.asarray(batch[Col.EPISODE_ID])
         steps = np.asarray(batch[Col.T])
         if self._transitions:
-            return {"episodes": self._transitions_of(batch, obs, nxt, actions, rewards)}
+            columns = (actions, rewards, terminated, truncated, steps)
+            return {"episodes": self._transitions_of(batch, obs, nxt, *columns)}
         episodes = []
         for i in range(n):
             episode = SingleAgentEpisode(
@@ -200,6 +201,9 @@ class LogPreLearner(OfflinePreLearner):
         nxt: dict[str, np.ndarray],
         actions: np.ndarray,
         rewards: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        t: np.ndarray,
     ) -> list[SingleAgentEpisode]:
         """One transition episode per row (o_t, a_t, the row's (n-step) reward, o_(t+n))."""
         from rayrec.algorithms.replay import transition_episode
@@ -212,9 +216,7 @@ class LogPreLearner(OfflinePreLearner):
             else np.ones(n, dtype=np.float32)
         )
         weights = np.ones(1, dtype=np.float32)
-        terminated = np.asarray(batch[Col.TERMINATED], dtype=bool).tolist()
-        truncated = np.asarray(batch[Col.TRUNCATED], dtype=bool).tolist()
-        t = np.asarray(batch[Col.T]).tolist()
+        terminated, truncated, t = terminated.tolist(), truncated.tolist(), t.tolist()
         first = self._serial
         self._serial += n
         return [

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def _run(gpus: int, args: argparse.Namespace) -> dict:
-    from rayrec.experiment import build_config
+    from rayrec.experiment import build_config, learner_devices
     from rayrec.specs import EnvSpec, PolicySpec, apply_overrides, load_yaml
 
     env_raw, policy_raw = apply_overrides(
@@ -40,7 +40,7 @@ def _run(gpus: int, args: argparse.Namespace) -> dict:
     )
     config = build_config(EnvSpec.from_dict(env_raw), PolicySpec.from_dict(policy_raw))
     algo = config.build_algo()
-    device = algo.learner_group.foreach_learner(lambda learner: str(learner._device))[0]
+    device = learner_devices(algo)[0]
     times = []
     try:
         for i in range(args.iterations + 1):

@@ -267,6 +267,20 @@ def seeded_and_validated(config: Any, seed: int) -> Any:
     return config
 
 
+def learner_devices(algo: Any) -> list[str]:
+    """The torch device of each learner's default module (``"cpu"``, ``"cuda:0"``, ...).
+
+    RLlib returns a learner call's results as RemoteCallResults for local and remote learners
+    alike; an error on a learner is raised here.
+    """
+    from ray.rllib.core import DEFAULT_MODULE_ID
+
+    results = algo.learner_group.foreach_learner(
+        lambda learner: str(next(learner.module[DEFAULT_MODULE_ID].parameters()).device)
+    )
+    return [r.get() for r in results]
+
+
 def sampling_rate(
     env: EnvSpec,
     policy: PolicySpec,

@@ -1,13 +1,15 @@
 """The two-level (options) agent trained by ``rayrec.runner.train`` on the niche-interest scenario.
 
 ``policies/hierarchical_ppo.yaml`` on ``envs/hierarchical.yaml`` for a fixed number of PPO
-iterations (seeded; about three minutes on 2 shared CPUs), evaluated on the flat return (the
-simulator reward only) over 2000 users against the baselines on the same scenario.
+iterations (seeded; about 100 x 4,100 env steps, five to six minutes on 2 CPUs), evaluated on the
+flat return (the simulator reward only) over 2000 users against the baselines on the same
+scenario: it must beat ``random``, ``popular`` and ``greedy``, which *peeks* at the true click
+probabilities (``rayrec/evaluation/baselines.py``), with non-overlapping 95% CIs.
 
-What holds: it beats ``random`` and ``popular`` with non-overlapping 95% CIs. What does not: it
-does not beat ``greedy``, which *peeks* at the true click probabilities
-(``rayrec/evaluation/baselines.py``); that test is a strict xfail with the measured numbers, so it
-fails loudly the day the learning gets there (and then the xfail must go).
+Measured before this test was written (2000 users; greedy 12.39 +- 0.43): seed 0 at 60 iterations
+13.89 +- 0.68, seed 1 at 100 iterations 15.13 +- 0.72. At 20 iterations seed 0 tied greedy
+(12.45 +- 0.64). On the scenario's earlier ``satisfaction_quality_weight`` 0.5 even the
+non-peeking hand-written heuristic stayed below greedy (docs/hierarchical.md).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from rayrec.specs import EnvSpec, PolicySpec, load_yaml
 pytestmark = pytest.mark.learning
 
 ROOT = Path(__file__).resolve().parents[2]
-ITERATIONS = 20  # x 4096 env steps (about 3,300 simulator steps each)
+ITERATIONS = 100  # x about 4,100 env steps (both levels' turns)
 
 
 @pytest.fixture(scope="module")
@@ -52,20 +54,9 @@ def _summary(results: dict) -> dict[str, float]:
     return out
 
 
-@pytest.mark.parametrize("baseline", ["random", "popular"])
+@pytest.mark.parametrize("baseline", ["random", "popular", "greedy"])
 def test_the_hierarchical_agent_beats(results: dict, baseline: str) -> None:
     low, _ = _interval(results["policy"])
     _, high = _interval(results["baselines"][baseline])
-    assert low > high, _summary(results)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured at 20 iterations (66,347 simulator steps, 205 s on 2 shared CPUs, 2000 "
-    "users): 6.46 +- 0.16 against greedy's 10.42 +- 0.25 on the flat return (random 4.82 +- 0.12, "
-    "popular 3.98 +- 0.13); greedy peeks at the true click probabilities",
-)
-def test_the_hierarchical_agent_beats_the_peeking_greedy(results: dict) -> None:
-    low, _ = _interval(results["policy"])
-    _, high = _interval(results["baselines"]["greedy"])
+    print(baseline, _interval(results["policy"]), _interval(results["baselines"][baseline]))
     assert low > high, _summary(results)

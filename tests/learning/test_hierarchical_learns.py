@@ -58,5 +58,4 @@ def _summary(results: dict) -> dict[str, float]:
 def test_the_hierarchical_agent_beats(results: dict, baseline: str) -> None:
     low, _ = _interval(results["policy"])
     _, high = _interval(results["baselines"][baseline])
-    print(baseline, _interval(results["policy"]), _interval(results["baselines"][baseline]))
     assert low > high, _summary(results)

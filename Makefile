@@ -29,9 +29,11 @@ test: $(STAMP) lint
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration and not learning and not gpu"
 
+## ruff, and the layer contracts of pyproject.toml (import-linter): an upward import fails.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def _collect_rates(env, users: int, repeats: int, tmp: Path) -> list[tuple[str, float, int]]:
-    from rayrec.data import collect
+    from rayrec.evaluation.collect import collect
 
     rows = []
     for behavior in ("random", "greedy", "epsilon-greedy:0.2"):
@@ -83,7 +83,7 @@ def _learner_rates(env, data: Path, iterations: int, batch: int) -> tuple[float,
 def main() -> None:
     import ray
 
-    from rayrec.data import collect
+    from rayrec.evaluation.collect import collect
     from rayrec.specs import EnvSpec, load_yaml
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

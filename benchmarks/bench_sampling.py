@@ -35,8 +35,8 @@ PER_CALL = 4096
 
 
 def main() -> None:
+    from benchmarks.results_page import update_results
     from rayrec.experiment import sampling_rate
-    from rayrec.results import update_results
     from rayrec.specs import EnvSpec, PolicySpec, apply_overrides, load_yaml
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -185,9 +185,9 @@ def _wait_ready(url: str, timeout: float = 300) -> None:
 
 # ---- the driver ------------------------------------------------------------------------------
 def _checkpoint(args: argparse.Namespace, tmp: Path) -> tuple[str, int]:
-    from rayrec.runner import find_run_dir, load_run_spec
-    from rayrec.serve.policy import save_untrained_run
-    from rayrec.specs import EnvSpec, PolicySpec, load_yaml
+    from rayrec.contracts.layout import find_run_dir
+    from rayrec.experiment import save_untrained_run
+    from rayrec.specs import EnvSpec, PolicySpec, load_run_spec, load_yaml
 
     if args.checkpoint:
         env, _, _ = load_run_spec(find_run_dir(Path(args.checkpoint).resolve()))

@@ -34,15 +34,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rayrec.results import update_results  # noqa: E402
+from benchmarks.results_page import update_results  # noqa: E402
 
 
 def main() -> None:
     import ray
 
+    from rayrec.contracts.keys import Metrics
     from rayrec.experiment import sampling_rate
-    from rayrec.keys import Metrics
-    from rayrec.runner import RunOptions, selection_options, train
+    from rayrec.run import RunOptions, selection_options, train
     from rayrec.specs import EnvSpec, PolicySpec, apply_overrides, load_yaml
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

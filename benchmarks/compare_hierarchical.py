@@ -33,9 +33,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.results_page import update_results  # noqa: E402
+from rayrec.contracts.keys import Metrics  # noqa: E402
 from rayrec.envs.hierarchical import LOW  # noqa: E402
-from rayrec.keys import Metrics  # noqa: E402
-from rayrec.results import update_results  # noqa: E402
 
 KEEP = (
     Metrics.RETURN_MEAN,
@@ -72,9 +72,8 @@ def train(config: Any, kind: str, sim_steps: int | None, seconds: float | None) 
 
 def evaluate_agent(algo: Any, kind: str, env_spec: Any, users: int, seed: int) -> dict:
     """Metrics of the trained agent, read back from a checkpoint as `rayrec train` does."""
-    from rayrec.algorithms.hierarchical import HierarchicalPolicy
     from rayrec.evaluation import evaluate
-    from rayrec.experiment import ModulePolicy
+    from rayrec.evaluation.policies import HierarchicalPolicy, ModulePolicy
 
     with tempfile.TemporaryDirectory() as tmp:
         algo.save_to_path(tmp)

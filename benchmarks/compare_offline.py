@@ -25,15 +25,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rayrec.results import update_results  # noqa: E402
+from benchmarks.results_page import update_results  # noqa: E402
 
 
 def main() -> None:
     import ray
 
-    from rayrec.data import collect
-    from rayrec.keys import Metrics
-    from rayrec.runner import RunOptions, train
+    from rayrec.contracts.keys import Metrics
+    from rayrec.evaluation.collect import collect
+    from rayrec.run import RunOptions, train
     from rayrec.specs import EnvSpec, PolicySpec, apply_overrides, load_yaml
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

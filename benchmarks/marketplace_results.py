@@ -19,9 +19,9 @@ from pathlib import Path
 
 import ray
 
-from rayrec.envs.marketplace.metrics import MarketMetrics
-from rayrec.envs.marketplace.study import exploitability, learner_state, platform_study
-from rayrec.results import update_results
+from benchmarks.results_page import update_results
+from rayrec.contracts.keys import MarketMetrics
+from rayrec.run.marketplace_study import exploitability, learner_state, platform_study
 from rayrec.specs import EnvSpec, PolicySpec, load_yaml
 
 ROOT = Path(__file__).resolve().parents[1]

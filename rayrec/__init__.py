@@ -1,6 +1,8 @@
-"""rayrec: deep reinforcement learning for sequential recommendation on Ray."""
+"""rayrec: deep reinforcement learning for sequential recommendation on Ray.
 
-from rayrec import envs as _envs  # noqa: F401  (registers the Gymnasium ids)
+``import rayrec.envs`` registers the Gymnasium ids (``rayrec/Session-v0``); importing the package
+itself imports nothing heavy, so ``rayrec.sim`` runs with numpy alone.
+"""
 
 __version__ = "0.1.0"
 __all__ = ["__version__"]

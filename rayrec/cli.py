@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from rayrec.contracts.errors import SpecError
 from rayrec.data.schema import LogError
-from rayrec.runner import DEFAULT_BASELINES
-from rayrec.specs import SpecError
+from rayrec.run import DEFAULT_BASELINES
 
 __all__ = ["main"]
 
@@ -186,8 +186,10 @@ def _table(rows: list[list[str]]) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from rayrec.runner import RunOptions, load_run_spec, selection_options, train
-    from rayrec.specs import EnvSpec, PolicySpec, apply_overrides, load_yaml
+    from rayrec.evaluation.compare import comparison_table
+    from rayrec.experiment import validate_sections
+    from rayrec.run import Interrupted, RunOptions, selection_options, train
+    from rayrec.specs import EnvSpec, PolicySpec, apply_overrides, load_run_spec, load_yaml
 
     saved_run: dict[str, Any] = {}
     if args.resume:
@@ -204,13 +206,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
         env_raw, policy_raw = apply_overrides(env_raw, load_yaml(args.policy), overrides)
         env_spec = EnvSpec.from_dict(env_raw, str(args.env))
         policy_spec = PolicySpec.from_dict(policy_raw, str(args.policy))
-    from rayrec.experiment import validate_sections
-
     validate_sections(policy_spec, str(args.policy or args.out))
     stop = policy_spec.stop
     evaluation = policy_spec.evaluation
-    iterations = args.iterations or saved_run.get("iterations") or stop.get("iterations")
-    budget = args.time_budget or (None if args.resume else stop.get("time_budget"))
+    if args.resume and args.iterations is None and args.time_budget is None:
+        # Continue to the run's own stop: the iteration, or what is left of its time budget.
+        iterations, budget = saved_run.get("iterations"), saved_run.get("time_budget")
+    elif args.resume:
+        iterations, budget = args.iterations, args.time_budget
+    else:
+        iterations = args.iterations or stop.get("iterations")
+        budget = args.time_budget or stop.get("time_budget")
     if iterations is None and budget is None:
         iterations = 10
     out = args.out or Path("runs") / f"{policy_spec.algorithm.lower()}-{_stamp()}"
@@ -233,9 +239,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         # Ray Data logs its pipeline's progress every few seconds; the progress line is ours.
         logging.getLogger("ray.data").setLevel(logging.WARNING)
-    results = train(env_spec, policy_spec, options, resume=args.resume, quiet=args.quiet)
-    from rayrec.runner import comparison_table
-
+    try:
+        results = train(env_spec, policy_spec, options, resume=args.resume, quiet=args.quiet)
+    except Interrupted as e:
+        # Saved: checkpoints/final and results.json of what was trained; still a failed run.
+        if e.results is not None:
+            _table(comparison_table(e.results))
+        print(
+            f"rayrec: {e}; run folder: {out} (final checkpoint and results saved)", file=sys.stderr
+        )
+        return 128 + e.signum
     _table(comparison_table(results))
     print(f"run folder: {out}")
     return 0
@@ -248,7 +261,7 @@ def _log_env(data: Path) -> Any:
 
 
 def _cmd_collect(args: argparse.Namespace) -> int:
-    from rayrec.data import collect
+    from rayrec.evaluation.collect import collect
     from rayrec.specs import EnvSpec, apply_overrides, load_yaml
 
     bad = [o for o in args.set if not o.startswith("env.")]
@@ -331,7 +344,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from rayrec.runner import comparison_table, evaluate_checkpoint
+    from rayrec.evaluation.compare import comparison_table, evaluate_checkpoint
     from rayrec.specs import EnvSpec, load_yaml
 
     env = EnvSpec.from_dict(load_yaml(args.env), str(args.env)) if args.env else None

@@ -14,11 +14,14 @@ from typing import Any
 
 import yaml
 
+from rayrec.contracts.errors import SpecError
+from rayrec.contracts.layout import RunFolder
+from rayrec.contracts.model_config import ModelConfig
+from rayrec.contracts.observation import HIGH, LOW
 from rayrec.envs import SESSION_ENV_ID
-from rayrec.envs.hierarchical.config import HIGH, LOW, HierarchyConfig
+from rayrec.envs.hierarchical.config import HierarchyConfig
 from rayrec.envs.marketplace import MARKETPLACE_ENV_ID
 from rayrec.envs.marketplace.config import MarketplaceConfig, validate_multi_agent
-from rayrec.models.towers import ModelConfig
 from rayrec.sim import SimConfig
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
     "PolicySpec",
     "SpecError",
     "apply_overrides",
+    "load_run_spec",
     "load_yaml",
     "parse_override",
 ]
@@ -81,10 +85,6 @@ _EVAL_KEYS = {
     "select_users": int,
 }
 _APEX_KEYS = {"epsilon": float, "alpha": float}
-
-
-class SpecError(ValueError):
-    """A spec or command-line problem; the CLI prints it as one line and exits with code 2."""
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -228,12 +228,11 @@ class PolicySpec:
                 raise SpecError(f"{source}: 'apex' applies to algorithm DQN only, not {algorithm}")
             apex = {"epsilon": 0.4, "alpha": 7.0}
             apex.update(_typed_section(data["apex"], _APEX_KEYS, "apex", source))
-            from rayrec.algorithms.apex import ladder_epsilon
-
-            try:
-                ladder_epsilon(0, 2, apex["epsilon"], apex["alpha"])
-            except ValueError as e:
-                raise SpecError(f"{source}: {e}") from e
+            # The ranges of rayrec.algorithms.apex.ladder_epsilon (Horgan et al. 2018).
+            if not 0.0 < apex["epsilon"] < 1.0:
+                raise SpecError(f"{source}: apex.epsilon ({apex['epsilon']}) must be in (0, 1)")
+            if apex["alpha"] < 0:
+                raise SpecError(f"{source}: apex.alpha ({apex['alpha']}) must be >= 0")
         if evaluation.get("users", 2) < 2:
             raise SpecError(f"{source}: evaluation.users must be >= 2")
         if evaluation.get("select_users", 2) < 2:
@@ -263,12 +262,7 @@ class PolicySpec:
         out: dict[str, Any] = {"algorithm": self.algorithm}
         if self.description:
             out["description"] = self.description
-        out["model"] = {
-            "encoder": self.model.encoder,
-            "hidden": self.model.hidden,
-            "scorer": self.model.scorer,
-            "value_hidden": self.model.value_hidden,
-        }
+        out["model"] = self.model.to_dict()
         out.update({name: dict(v) for name, v in self.sections.items() if v})
         if self.stop:
             out["stop"] = dict(self.stop)
@@ -347,3 +341,15 @@ def _typed_section(section: Any, types: dict[str, type], name: str, source: str)
             raise SpecError(f"{source}: {name}.{key} must be a {want.__name__}, got {value!r}")
         out[key] = float(value) if want is float else value
     return out
+
+
+def load_run_spec(run: Path) -> tuple[EnvSpec, PolicySpec, dict[str, Any]]:
+    """Rebuild the env spec, policy spec and run options saved in a run folder."""
+    path = RunFolder(Path(run)).spec
+    data = load_yaml(path)
+    for key in ("env", "policy"):
+        if not isinstance(data.get(key), dict):
+            raise SpecError(f"{path}: missing section {key!r}")
+    env = EnvSpec.from_dict(data["env"], f"{path} (env)")
+    policy = PolicySpec.from_dict(data["policy"], f"{path} (policy)")
+    return env, policy, dict(data.get("run") or {})

@@ -17,7 +17,7 @@ from typing import Any
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.schedules.scheduler import Scheduler
 
-from rayrec.envs.vector_runner import VectorEnvRunner
+from rayrec.algorithms.env_runner import VectorEnvRunner
 
 __all__ = ["APEX_KEY", "ApexEnvRunner", "ladder_epsilon"]
 

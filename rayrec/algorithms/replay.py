@@ -12,7 +12,7 @@ eviction, priority updates, state) and replaces only ``sample`` for the case DQN
 transition per item and a fixed ``n_step``. It draws from the same generator in the same order,
 so it returns the same transitions as RLlib's ``sample`` with the same weights and n-step
 rewards; observations are views into the stored episodes (rows t and t + n), and the 2-step
-episodes are assembled directly (:func:`rayrec.envs.episodes.episode_from_arrays`). Other
+episodes are assembled directly (:func:`rayrec.algorithms.episodes.episode_from_arrays`). Other
 requests (random n-step ranges, infos, episodes not held as numpy arrays) go to RLlib's
 ``sample``.
 
@@ -43,7 +43,7 @@ from ray.rllib.utils.replay_buffers.prioritized_episode_buffer import (
     PrioritizedEpisodeReplayBuffer,
 )
 
-from rayrec.envs.episodes import episode_from_arrays
+from rayrec.algorithms.episodes import episode_from_arrays
 
 __all__ = [
     "TRANSITION_ID_PREFIX",

@@ -23,12 +23,15 @@ from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 from ray.rllib.offline.offline_data import OfflineData
 from ray.rllib.offline.offline_prelearner import OfflinePreLearner
 
+from rayrec.algorithms.cql import DiscreteCQLConfig
+from rayrec.algorithms.replay import transition_episode
 from rayrec.data.logs import validate_log
 from rayrec.data.schema import OBS_COLUMNS, Col, LogError, column_array, expand_observations
 from rayrec.envs.observation import action_space, observation_space
 from rayrec.sim import SimConfig
 from rayrec.sim.catalog import world_catalog
-from rayrec.specs import EnvSpec, SpecError
+from rayrec.specs import EnvSpec
+from rayrec.contracts.errors import SpecError
 
 __all__ = [
     "N_STEP_COLUMN",
@@ -137,8 +140,6 @@ class LogOfflineData(OfflineData):
 def offline_n_step(config: Any) -> int:
     """The n-step length of Q-learning from logs: DiscreteCQL's ``n_step`` (its ``validate``
     checks it is a whole number >= 1); 1 for the other algorithms, which read the rows as logged."""
-    from rayrec.algorithms.cql import DiscreteCQLConfig
-
     return config.n_step if isinstance(config, DiscreteCQLConfig) else 1
 
 
@@ -149,8 +150,6 @@ class LogPreLearner(OfflinePreLearner):
         super().__init__(config=config, **kwargs)
         self._sim_config = SimConfig.from_dict(dict(config.env_config["config"]))
         self._catalog = world_catalog(self._sim_config)
-        from rayrec.algorithms.cql import DiscreteCQLConfig
-
         # DiscreteCQL's learner connector starts with TransitionsToBatch, which batches
         # transition episodes in bulk; the other algorithms' connectors read plain episodes.
         self._transitions = isinstance(config, DiscreteCQLConfig)
@@ -206,8 +205,6 @@ class LogPreLearner(OfflinePreLearner):
         t: np.ndarray,
     ) -> list[SingleAgentEpisode]:
         """One transition episode per row (o_t, a_t, the row's (n-step) reward, o_(t+n))."""
-        from rayrec.algorithms.replay import transition_episode
-
         n = len(rewards)
         pairs = {k: np.stack([obs[k], nxt[k]], axis=1) for k in obs}
         steps = (
@@ -254,8 +251,6 @@ def configure_offline(config: Any, data: str | Path, env: EnvSpec) -> Any:
         meta, files = validate_log(data)
     except LogError as e:
         raise SpecError(str(e)) from e
-    from rayrec.algorithms.cql import DiscreteCQLConfig
-
     if isinstance(config, DiscreteCQLConfig) and env.config.slate_size != 1:
         raise SpecError(
             f"DiscreteCQL learns Q-values of single items: slate_size must be 1, "

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from rayrec.envs.observation import Obs
+from rayrec.contracts.observation import Obs
 from rayrec.sim import SimConfig
 from rayrec.sim.config import NUM_CONTEXT, NUM_RESPONSES
 

@@ -8,33 +8,11 @@ from __future__ import annotations
 import numpy as np
 from gymnasium import spaces
 
-from rayrec.sim import SessionSimulator, SimConfig
+from rayrec.contracts.observation import Obs
+from rayrec.sim import ItemCatalog, SessionSimulator, SimConfig
 from rayrec.sim.config import NUM_CANDIDATE_SCALARS, NUM_CONTEXT, NUM_RESPONSES, SCALAR_LIMIT
 
-__all__ = ["Obs", "action_space", "observation_space", "observe"]
-
-
-class Obs:
-    """Keys of the observation dict (shapes per user)."""
-
-    HISTORY_ITEMS = "history_items"
-    """(H,) int64 item ids, oldest first, -1 = padding."""
-    HISTORY_FEATURES = "history_features"
-    """(H, d) float32 embeddings of those items, zeros for padding."""
-    HISTORY_RESPONSES = "history_responses"
-    """(H, 4) float32 click, watch fraction, like, skip."""
-    HISTORY_MASK = "history_mask"
-    """(H,) float32, 1 where the history entry exists."""
-    CANDIDATE_ITEMS = "candidate_items"
-    """(M,) int64 item ids."""
-    CANDIDATE_FEATURES = "candidate_features"
-    """(M, d) float32 item embeddings."""
-    CANDIDATE_SCALARS = "candidate_scalars"
-    """(M, 6) float32 log-popularity, CTR estimate, watch estimate, duration, freshness, sponsored."""
-    CONTEXT = "context"
-    """(5,) float32 session index, step in session, sin/cos hour of day, log gap."""
-    ACTION_MASK = "action_mask"
-    """(M,) int8, 1 where the candidate may be chosen."""
+__all__ = ["Obs", "action_space", "build_observation", "observation_space", "observe"]
 
 
 def observation_space(config: SimConfig) -> spaces.Dict:
@@ -65,23 +43,50 @@ def action_space(config: SimConfig) -> spaces.Space:
     return spaces.MultiDiscrete(np.full(config.slate_size, config.num_candidates))
 
 
-def observe(sim: SessionSimulator) -> dict[str, np.ndarray]:
-    """Batched observation of every user slot: each value has leading dimension B."""
-    cat = sim.catalog
-    ids, valid = sim.candidates, sim.candidate_valid
-    hist = sim.history_items
-    hmask = hist >= 0
+def build_observation(
+    catalog: ItemCatalog,
+    history_items: np.ndarray,
+    history_responses: np.ndarray,
+    context: np.ndarray,
+    candidate_items: np.ndarray,
+    candidate_valid: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """The batched observation of B users from their state: the one builder that the envs (via
+    :func:`observe`) and the Serve app (from a request) both call, so training and serving never
+    see different inputs.
+
+    Args:
+        catalog: the world's items (embeddings and scalars).
+        history_items: (B, H) int64 item ids, oldest first, -1 = padding.
+        history_responses: (B, H, 4) float32.
+        context: (B, 5) float32.
+        candidate_items: (B, M) int64 item ids (any valid id where masked).
+        candidate_valid: (B, M) bool or int, the candidates that may be chosen.
+    """
+    hmask = history_items >= 0
     # ndarray.take is several times faster than fancy indexing for these row gathers.
-    hist_features = cat.embedding.take(np.maximum(hist, 0), axis=0)
+    hist_features = catalog.embedding.take(np.maximum(history_items, 0), axis=0)
     hist_features[~hmask] = 0.0
     return {
-        Obs.HISTORY_ITEMS: hist.copy(),
+        Obs.HISTORY_ITEMS: history_items.copy(),
         Obs.HISTORY_FEATURES: hist_features,
-        Obs.HISTORY_RESPONSES: sim.history_responses.copy(),
+        Obs.HISTORY_RESPONSES: history_responses.copy(),
         Obs.HISTORY_MASK: hmask.astype(np.float32),
-        Obs.CANDIDATE_ITEMS: ids.copy(),
-        Obs.CANDIDATE_FEATURES: cat.embedding.take(ids, axis=0),
-        Obs.CANDIDATE_SCALARS: cat.scalars.take(ids, axis=0),
-        Obs.CONTEXT: sim.context(),
-        Obs.ACTION_MASK: valid.astype(np.int8),
+        Obs.CANDIDATE_ITEMS: candidate_items.copy(),
+        Obs.CANDIDATE_FEATURES: catalog.embedding.take(candidate_items, axis=0),
+        Obs.CANDIDATE_SCALARS: catalog.scalars.take(candidate_items, axis=0),
+        Obs.CONTEXT: context,
+        Obs.ACTION_MASK: candidate_valid.astype(np.int8),
     }
+
+
+def observe(sim: SessionSimulator) -> dict[str, np.ndarray]:
+    """Batched observation of every user slot of the simulator: each value has leading dim B."""
+    return build_observation(
+        sim.catalog,
+        sim.history_items,
+        sim.history_responses,
+        sim.context(),
+        sim.candidates,
+        sim.candidate_valid,
+    )

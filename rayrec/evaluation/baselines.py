@@ -11,7 +11,7 @@ from typing import Protocol
 
 import numpy as np
 
-from rayrec.envs.observation import Obs
+from rayrec.contracts.observation import Obs
 from rayrec.sim import SessionSimulator
 
 __all__ = [

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from rayrec.envs.hierarchical.config import HIGH, LOW, HierarchyConfig, HierInfo
+from rayrec.contracts.observation import HIGH, LOW
+from rayrec.envs.hierarchical.config import HierarchyConfig, HierInfo
 from rayrec.evaluation.simulate import _summarise
 from rayrec.sim import SimConfig
 
@@ -38,7 +39,7 @@ def evaluate_hierarchical(
     seed: int = 0,
     batch_size: int = 64,
 ) -> dict[str, Any]:
-    """Long-term metrics (the keys of :class:`rayrec.keys.Metrics`) of a two-level agent over
+    """Long-term metrics (the keys of :class:`rayrec.contracts.keys.Metrics`) of a two-level agent over
     ``users`` lifetimes, on the flat return."""
     from rayrec.envs.hierarchical.env import HierarchicalSessionEnv
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from rayrec.contracts.keys import Metrics
 from rayrec.envs.observation import observe
 from rayrec.evaluation.baselines import Policy
-from rayrec.keys import Metrics
 from rayrec.sim import SessionSimulator, SimConfig
 
 __all__ = ["ci95", "evaluate", "refill_slots"]
@@ -63,7 +63,7 @@ def evaluate(
         batch_size: user slots stepped together.
 
     Returns:
-        A dict with the keys of :class:`rayrec.keys.Metrics`.
+        A dict with the keys of :class:`rayrec.contracts.keys.Metrics`.
     """
     if users < 2:
         raise ValueError(f"users ({users}) must be >= 2 to give a confidence interval")

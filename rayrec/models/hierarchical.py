@@ -22,11 +22,11 @@ from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.utils.annotations import override
 from torch import nn
 
-from rayrec.envs.hierarchical.config import HierObs
-from rayrec.envs.observation import Obs
+from rayrec.contracts.model_config import ModelConfig
+from rayrec.contracts.observation import HierObs, Obs
 from rayrec.models.encoders import make_encoder
 from rayrec.models.policy_module import CandidatePolicyModule
-from rayrec.models.towers import ModelConfig, RecommenderTowers, masked_logits
+from rayrec.models.towers import RecommenderTowers, masked_logits
 
 __all__ = ["OptionCandidateModule", "OptionConditionedTowers", "OptionPolicyModule"]
 

@@ -16,9 +16,10 @@ from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.utils.annotations import override
 from torch import nn
 
-from rayrec.envs.observation import Obs
+from rayrec.contracts.model_config import ModelConfig
+from rayrec.contracts.observation import Obs
 from rayrec.models.slate import plackett_luce
-from rayrec.models.towers import ModelConfig, RecommenderTowers, masked_logits
+from rayrec.models.towers import RecommenderTowers, masked_logits
 
 __all__ = ["CandidateAPPOModule", "CandidatePolicyModule"]
 

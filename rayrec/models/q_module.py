@@ -22,8 +22,9 @@ from ray.rllib.utils.annotations import override
 from ray.rllib.utils.schedules.scheduler import Scheduler
 from torch import nn
 
-from rayrec.envs.observation import Obs
-from rayrec.models.towers import ModelConfig, RecommenderTowers
+from rayrec.contracts.model_config import ModelConfig
+from rayrec.contracts.observation import Obs
+from rayrec.models.towers import RecommenderTowers
 
 __all__ = ["CandidateQModule", "CandidateQNetwork", "dueling_aggregate"]
 

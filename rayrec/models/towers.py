@@ -8,69 +8,18 @@ permutation-equivariant over candidates.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from typing import Any
-
 import gymnasium as gym
 import torch
 from torch import nn
 
-from rayrec.envs.observation import Obs
-from rayrec.models.encoders import ENCODERS, make_encoder
-from rayrec.sim.config import check_fields
+from rayrec.contracts.model_config import SCORERS, ModelConfig
+from rayrec.contracts.observation import Obs
+from rayrec.models.encoders import make_encoder
 
 __all__ = ["SCORERS", "ModelConfig", "RecommenderTowers", "masked_logits"]
 
-SCORERS = ("dot", "mlp")
 # Logit given to masked candidates: finite so that softmax and log-probs never produce NaN.
 MASKED_LOGIT = -1e9
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """The ``model`` section of a policy spec."""
-
-    encoder: str = "mean"
-    """History encoder: 'none', 'mean', 'gru' or 'attention'."""
-    hidden: int = 64
-    """Width of the user and item towers and of the history encoder."""
-    scorer: str = "dot"
-    """How a user vector meets a candidate: 'dot' (scaled dot product) or 'mlp'."""
-    value_hidden: int = 64
-    """Width of the value head."""
-    candidate_context: bool = False
-    """Feed the user tower the masked mean of the candidates' features: retrieval chose them for
-    this user, so what is on offer is evidence of the user's interest beyond the short history."""
-
-    def __post_init__(self) -> None:
-        if self.encoder not in ENCODERS:
-            raise ValueError(
-                f"model.encoder ({self.encoder!r}) must be one of {', '.join(ENCODERS)}"
-            )
-        if self.scorer not in SCORERS:
-            raise ValueError(f"model.scorer ({self.scorer!r}) must be one of {', '.join(SCORERS)}")
-        for name in ("hidden", "value_hidden"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
-                raise ValueError(f"model.{name} ({value!r}) must be an integer in [1, 4096]")
-        if not isinstance(self.candidate_context, bool):
-            raise ValueError(
-                f"model.candidate_context ({self.candidate_context!r}) must be true or false"
-            )
-
-    @classmethod
-    def from_module_config(cls, values: dict[str, Any] | None) -> ModelConfig:
-        """From an RLModule's ``model_config``, which RLlib extends with keys of its own."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in (values or {}).items() if k in known})
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any] | None) -> ModelConfig:
-        """From a spec's ``model`` section; unknown keys are an error."""
-        values = dict(values or {})
-        check_fields(cls, values, "model")
-        return cls(**values)
 
 
 def _mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from rayrec.contracts.errors import SpecError
 from rayrec.serve.api import make_api
 from rayrec.serve.service import Job, RecommenderService, ServiceSettings
-from rayrec.specs import SpecError
 
 __all__ = [
     "APP_NAME",

@@ -26,45 +26,36 @@ from typing import Any
 
 import numpy as np
 
-from rayrec.envs.observation import Obs
+from rayrec.contracts.errors import SpecError
+from rayrec.contracts.layout import CTOR_FILE, MODULE_STATE, find_run_dir, module_dir
+from rayrec.contracts.observation import Obs
+from rayrec.envs.observation import build_observation
+from rayrec.models.scoring import is_q_module, module_scores
 from rayrec.sim import CandidateRetriever, ItemCatalog, SimConfig
 from rayrec.sim.config import NUM_CONTEXT, NUM_RESPONSES
-from rayrec.specs import EnvSpec, SpecError
+from rayrec.specs import EnvSpec, load_run_spec
 
 __all__ = [
     "ServedPolicy",
     "choose_slate",
     "find_module_dir",
     "module_version",
-    "save_untrained_run",
 ]
-
-_MODULE_ID = "default_policy"  # ray.rllib.core._MODULE_ID, without importing RLlib
-_MODULE_STATE = "module_state"
-_CTOR_FILE = "class_and_ctor_args.pkl"
 
 
 def find_module_dir(checkpoint: Path) -> Path:
-    """The RLModule folder of an Algorithm checkpoint, or ``checkpoint`` if it is one itself."""
-    for candidate in (
-        checkpoint / "learner_group" / "learner" / "rl_module" / _MODULE_ID,
-        checkpoint / "rl_module" / _MODULE_ID,
-        checkpoint,
-    ):
-        if (candidate / _CTOR_FILE).is_file() and any(candidate.glob(f"{_MODULE_STATE}*")):
-            return candidate
-    if (checkpoint / "learner_group" / "learner" / "rl_module" / "high").is_dir():
-        raise SpecError(
-            f"{checkpoint}: a hierarchical (two-level) checkpoint; serving one is not supported yet"
-        )
-    raise SpecError(f"{checkpoint}: not an rayrec/RLlib checkpoint (no RLModule state found)")
+    """The RLModule folder of a single-agent checkpoint, or ``checkpoint`` if it is one itself."""
+    found = module_dir(checkpoint)
+    if found is None:
+        raise SpecError(f"{checkpoint}: not an rayrec/RLlib checkpoint (no RLModule state found)")
+    return found
 
 
 def module_version(checkpoint: Path, module_dir: Path, run: Path | None = None) -> str:
     """``RUN/CHECKPOINT@HASH``: the run folder's and the checkpoint's names plus a hash of the
     module's weights, so that two different weights never share a version."""
     digest = hashlib.sha256()
-    for path in sorted(module_dir.glob(f"{_MODULE_STATE}*")):
+    for path in sorted(module_dir.glob(f"{MODULE_STATE}*")):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     name = checkpoint.resolve().name
@@ -79,7 +70,7 @@ def _load_inference_module(module_dir: Path) -> Any:
     The constructor arguments are read the way RLlib's ``from_checkpoint`` reads them (a pickle
     written by RLlib into the checkpoint: the checkpoint is trusted, requests never are).
     """
-    with (module_dir / _CTOR_FILE).open("rb") as f:
+    with (module_dir / CTOR_FILE).open("rb") as f:
         ctor = pickle.load(f)
     args, kwargs = ctor["ctor_args_and_kwargs"]
     module = ctor["class"](*args, **{**kwargs, "inference_only": True})
@@ -146,8 +137,6 @@ class ServedPolicy:
     @classmethod
     def load(cls, checkpoint: str | Path, env: EnvSpec | None = None) -> ServedPolicy:
         """Load ``checkpoint``; the environment spec is the run's own unless ``env`` is given."""
-        from rayrec.runner import find_run_dir, load_run_spec
-
         checkpoint = Path(checkpoint)
         if not checkpoint.is_dir():
             raise SpecError(f"--checkpoint {checkpoint}: no such directory")
@@ -179,7 +168,7 @@ class ServedPolicy:
 
     @property
     def is_q_module(self) -> bool:
-        return hasattr(self.module, "compute_q_values")
+        return is_q_module(self.module)
 
     def retrieve(self, history: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Up to M candidate ids for a user with ``history`` (H,) (-1 = none): the simulator's
@@ -205,15 +194,7 @@ class ServedPolicy:
 
     def scores(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         """(B, M) scores of a batched observation: logits, or Q-values for Q modules."""
-        import torch
-        from ray.rllib.core.columns import Columns
-
-        obs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
-        with torch.no_grad():
-            if self.is_q_module:
-                return self.module.compute_q_values({Columns.OBS: obs})["qf_preds"].numpy()
-            out = self.module.forward_inference({Columns.OBS: obs})
-        return out[Columns.ACTION_DIST_INPUTS].numpy()
+        return module_scores(self.module, batch)
 
     def observation(
         self,
@@ -228,27 +209,15 @@ class ServedPolicy:
             history_items: (B, H) int64, -1 padding. history_responses: (B, H, 4) float32.
             context: (B, 5) float32. candidates: B arrays of item ids.
         """
-        cat = self.catalog
         b, m = len(candidates), max(len(c) for c in candidates)
         ids = np.zeros((b, m), dtype=np.int64)
-        mask = np.zeros((b, m), dtype=np.int8)
+        valid = np.zeros((b, m), dtype=bool)
         for i, c in enumerate(candidates):
             ids[i, : len(c)] = c
-            mask[i, : len(c)] = 1
-        hmask = history_items >= 0
-        hist_features = cat.embedding.take(np.maximum(history_items, 0), axis=0)
-        hist_features[~hmask] = 0.0
-        return {
-            Obs.HISTORY_ITEMS: history_items,
-            Obs.HISTORY_FEATURES: hist_features,
-            Obs.HISTORY_RESPONSES: history_responses,
-            Obs.HISTORY_MASK: hmask.astype(np.float32),
-            Obs.CANDIDATE_ITEMS: ids,
-            Obs.CANDIDATE_FEATURES: cat.embedding.take(ids, axis=0),
-            Obs.CANDIDATE_SCALARS: cat.scalars.take(ids, axis=0),
-            Obs.CONTEXT: context,
-            Obs.ACTION_MASK: mask,
-        }
+            valid[i, : len(c)] = True
+        return build_observation(
+            self.catalog, history_items, history_responses, context, ids, valid
+        )
 
     def reward(self, responses: np.ndarray) -> float:
         """The environment's reward of (k, 4) responses, summed over the slate."""
@@ -286,33 +255,3 @@ def _check_spaces(module: Any, config: SimConfig, checkpoint: Path) -> None:
                 f"--checkpoint {checkpoint}: the module expects {key} of shape {got}, the "
                 f"environment spec gives {shape} (wrong --env?)"
             )
-
-
-def save_untrained_run(out: str | Path, env: EnvSpec, policy: Any, seed: int = 0) -> Path:
-    """A run folder whose ``checkpoints/final`` is a freshly initialised RLModule checkpoint.
-
-    The module is built from ``policy`` (a :class:`rayrec.specs.PolicySpec`) for ``env`` exactly as
-    training builds it, seeded, and saved with RLlib's ``save_to_path``: a real checkpoint that
-    ``rayrec serve`` and ``rayrec evaluate`` load, made in a second without training (for tests,
-    benchmarks and smoke checks of a deployment). Returns the checkpoint folder.
-    """
-    import torch
-    import yaml
-
-    from rayrec.envs.observation import action_space, observation_space
-    from rayrec.experiment import module_spec
-    from rayrec.runner import SPEC_FILE, atomic_write_text
-
-    run = Path(out)
-    if (run / SPEC_FILE).exists():
-        raise SpecError(f"{run} already holds a run")
-    spec = module_spec(policy)
-    spec.observation_space = observation_space(env.config)
-    spec.action_space = action_space(env.config)
-    torch.manual_seed(seed)
-    module = spec.build()
-    checkpoint = run / "checkpoints" / "final"
-    module.save_to_path(str(checkpoint.resolve()))
-    saved = {"env": env.to_dict(), "policy": policy.to_dict(), "run": {"seed": seed}}
-    atomic_write_text(run / SPEC_FILE, yaml.safe_dump(saved, sort_keys=False))
-    return checkpoint

@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from rayrec.contracts.errors import SpecError
+from rayrec.contracts.fields import check_fields
 from rayrec.serve.log import (
     FEEDBACK_DIR,
     IMPRESSIONS_DIR,
@@ -52,8 +54,8 @@ from rayrec.serve.schemas import (
     HistoryEntry,
     RecommendRequest,
 )
-from rayrec.sim.config import NUM_RESPONSES, check_fields
-from rayrec.specs import EnvSpec, SpecError, load_yaml
+from rayrec.sim.config import NUM_RESPONSES
+from rayrec.specs import EnvSpec, load_yaml
 
 __all__ = [
     "Job",
@@ -145,7 +147,7 @@ class ServiceSettings:
 
     def check(self) -> None:
         """Cheap checks before Ray starts: checkpoints, run specs and the log folder."""
-        from rayrec.runner import find_run_dir
+        from rayrec.contracts.layout import find_run_dir
 
         for flag, path in (("--checkpoint", self.checkpoint), ("--ab", self.ab_checkpoint)):
             if path is None:

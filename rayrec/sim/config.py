@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from rayrec.contracts.fields import check_fields
+
 __all__ = [
     "CHOICE_MODELS",
     "NUM_CANDIDATE_SCALARS",
@@ -20,7 +22,6 @@ __all__ = [
     "NUM_RESPONSES",
     "SCALAR_LIMIT",
     "SimConfig",
-    "check_fields",
 ]
 
 CHOICE_MODELS = ("mnl", "cascade")
@@ -34,16 +35,6 @@ NUM_CONTEXT = 5
 
 # Observed scalars and context values are clipped to [-SCALAR_LIMIT, SCALAR_LIMIT].
 SCALAR_LIMIT = 10.0
-
-
-def check_fields(cls: type, values: dict[str, Any], what: str) -> None:
-    """Raise ValueError naming the keys of ``values`` that are not fields of dataclass ``cls``."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(
-            f"unknown {what} field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-        )
 
 
 def _f(default: Any, lo: float, hi: float, *, lo_open: bool = False) -> Any:

@@ -4,7 +4,7 @@ A space file names hyperparameters by the spec paths that ``--set`` uses and giv
 distribution, written as a mapping with a single key::
 
     description: PPO learning rate and model width under ASHA.
-    metric: eval/return_mean        # default; any rayrec.keys.TrialMetrics name
+    metric: eval/return_mean        # default; any rayrec.contracts.keys.TrialMetrics name
     mode: max                       # max | min
     samples: 8                      # trials to sample (the grid is repeated this many times)
     scheduler: {type: asha, grace_period: 2, reduction_factor: 2}
@@ -48,8 +48,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from rayrec.keys import TrialMetrics
-from rayrec.specs import RLLIB_SECTIONS, EnvSpec, PolicySpec, SpecError
+from rayrec.contracts.errors import SpecError
+from rayrec.contracts.keys import TrialMetrics
+from rayrec.specs import RLLIB_SECTIONS, EnvSpec, PolicySpec
 
 __all__ = [
     "DISTRIBUTIONS",
@@ -450,7 +451,7 @@ def _takes_int(policy: dict[str, Any], name: str) -> bool:
     """Whether the spec field ``name`` holds an integer (model widths, RLlib int settings)."""
     from ray.rllib.algorithms.registry import ALGORITHMS as RLLIB_ALGORITHMS
 
-    from rayrec.models.towers import ModelConfig
+    from rayrec.contracts.model_config import ModelConfig
 
     section, key = name.split(".", 1)
     if section == "model":

@@ -26,8 +26,10 @@ from typing import Any
 
 import yaml
 
-from rayrec.keys import TrialMetrics
-from rayrec.specs import EnvSpec, PolicySpec, SpecError, apply_overrides, load_yaml
+from rayrec.contracts.errors import SpecError
+from rayrec.contracts.files import atomic_write_text, swap_dir
+from rayrec.contracts.keys import TrialMetrics
+from rayrec.specs import EnvSpec, PolicySpec, apply_overrides, load_yaml
 from rayrec.tuning.space import SweepSpec, apply_params
 
 __all__ = [
@@ -156,8 +158,6 @@ def run_sweep(
     quiet: bool = False,
 ) -> SweepSummary:
     """Run ``plan`` into ``out`` (or, with ``resume``, continue the sweep saved there)."""
-    from rayrec.runner import atomic_write_text
-
     out = Path(out).resolve()
     experiment = out / EXPERIMENT_DIR
     if resume:
@@ -191,7 +191,7 @@ def _fit(plan: SweepPlan, experiment: Path, resume: bool, address: str | None, q
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from rayrec.runner import ensure_ray
+    from rayrec.run import ensure_ray
     from rayrec.tuning.trainable import TrialSetup, run_trial, trial_resources
 
     # Tune warns on every forced state snapshot; with a checkpoint per iteration that is noise.
@@ -249,8 +249,6 @@ def _summarise(plan: SweepPlan, analysis: Any, out: Path) -> SweepSummary:
     The best report over all trials and iterations wins; best.yaml gets the values that were in
     effect for it (constant per trial, except under PBT) and best_checkpoint/ its checkpoint.
     """
-    from rayrec.runner import _swap_dir, atomic_write_text
-
     sweep = plan.sweep
     metric, sign = sweep.metric, (1.0 if sweep.mode == "max" else -1.0)
     names = [p.name for p in sweep.params]
@@ -300,7 +298,7 @@ def _summarise(plan: SweepPlan, analysis: Any, out: Path) -> SweepSummary:
     if tmp.exists():
         shutil.rmtree(tmp)
     shutil.copytree(checkpoint, tmp)
-    _swap_dir(tmp, out / BEST_CHECKPOINT)
+    swap_dir(tmp, out / BEST_CHECKPOINT)
     return SweepSummary(
         rows=table, best_trial=trial.trial_id, best_value=float(value), best_params=params, out=out
     )
@@ -328,8 +326,6 @@ def _cell(value: Any) -> str:
 def _write_best(
     plan: SweepPlan, params: dict[str, Any], trial_id: str, value: float, out: Path
 ) -> None:
-    from rayrec.runner import atomic_write_text
-
     sweep = plan.sweep
     policy = PolicySpec.from_dict(apply_params(plan.policy, params), "best policy").to_dict()
     values = ", ".join(f"{k}={v}" for k, v in params.items())

@@ -10,9 +10,15 @@ from __future__ import annotations
 import math
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from rayrec.keys import TrialMetrics
+from ray import tune
+
+from rayrec.contracts.keys import TrialMetrics
+from rayrec.evaluation.compare import evaluate_run_checkpoint
+from rayrec.experiment import build_config
+from rayrec.run import iterations
 from rayrec.specs import EnvSpec, PolicySpec
 from rayrec.tuning.space import TrialSpec, apply_params
 
@@ -40,8 +46,6 @@ def trial_resources(setup: TrialSetup, params: dict[str, Any]) -> Any:
     learners) takes the first bundle; remote env runners and learners the others, so RLlib's
     own actors always fit inside the trial's placement group.
     """
-    from rayrec.experiment import build_config
-
     policy = setup.policy_spec(params)
     config = build_config(EnvSpec.from_dict(setup.env), policy, seed=setup.trial.seed)
     return config.algo_class.default_resource_request(config)
@@ -54,15 +58,15 @@ def trial_index(trial_id: str) -> int:
 
 
 def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
-    """Tune function trainable: ``config`` maps spec paths to this trial's values."""
-    from ray import tune
+    """Tune function trainable: ``config`` maps spec paths to this trial's values.
 
-    from rayrec.evaluation import evaluate
-    from rayrec.experiment import ModulePolicy, build_config
-
+    The trial steps through the training runs' loop (:func:`rayrec.run.iterations`) and scores
+    every iteration's checkpoint with their evaluation (:func:`evaluate_run_checkpoint`), so it
+    trains and reports any env kind: session, hierarchical and marketplace presets."""
     env = EnvSpec.from_dict(setup.env)
+    policy = setup.policy_spec(config)
     seed = setup.trial.seed + trial_index(tune.get_context().get_trial_id() or "")
-    algo = build_config(env, setup.policy_spec(config), seed=seed).build_algo()
+    algo = build_config(env, policy, seed=seed).build_algo()
     try:
         # A resumed, retried or (PBT) exploiting trial starts from its checkpoint; the new
         # config's settings apply from there on.
@@ -70,18 +74,15 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
         if checkpoint is not None:
             with checkpoint.as_directory() as path:
                 algo.restore_from_path(path)
-        while algo.iteration < setup.trial.iterations:
-            result = algo.train()
+        for _, result, _ in iterations(algo, setup.trial.iterations, None):
             with tempfile.TemporaryDirectory(prefix="rayrec-trial-") as path:
                 algo.save_to_path(path)
-                # The learner's module, read back from the checkpoint (as `rayrec evaluate`
+                # The learner's modules, read back from the checkpoint (as `rayrec evaluate`
                 # does): remote learners never synchronise the driver's copy.
-                policy = ModulePolicy.from_checkpoint(path, seed=seed)
-                metrics = evaluate(
-                    policy, env.config, users=setup.trial.eval_users, seed=setup.trial.eval_seed
-                )
+                users, eval_seed = setup.trial.eval_users, setup.trial.eval_seed
+                results = evaluate_run_checkpoint(Path(path), env, policy, users, eval_seed, ())
                 tune.report(
-                    trial_metrics(result, metrics),
+                    trial_metrics(result, results["policy"]),
                     checkpoint=tune.Checkpoint.from_directory(path),
                 )
     finally:
@@ -101,7 +102,8 @@ def trial_metrics(result: dict[str, Any], evaluation: dict[str, Any]) -> dict[st
         TrialMetrics.ENV_STEPS: _float(runners.get("num_env_steps_sampled_lifetime")),
     }
     for key, value in evaluation.items():
-        out[TrialMetrics.EVAL_PREFIX + key] = _float(value)
+        if not isinstance(value, dict):  # marketplace metrics carry per-agent returns: skipped
+            out[TrialMetrics.EVAL_PREFIX + key] = _float(value)
     return out
 
 

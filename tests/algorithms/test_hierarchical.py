@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rayrec.contracts.errors import SpecError
 from rayrec.envs.hierarchical import HIGH, LOW
 from rayrec.experiment import build_config
-from rayrec.specs import EnvSpec, PolicySpec, SpecError, load_yaml
+from rayrec.specs import EnvSpec, PolicySpec, load_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = {

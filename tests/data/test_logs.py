@@ -7,13 +7,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rayrec.data import Col, LogError, collect, expand_observations, read_log, validate_log
-from rayrec.data.collect import parse_behavior
+from rayrec.data import Col, LogError, expand_observations, read_log, validate_log
+from rayrec.evaluation.collect import collect
+from rayrec.evaluation.collect import parse_behavior
 from rayrec.data.schema import OBS_COLUMNS, log_schema
-from rayrec.envs.observation import Obs, observe
+from rayrec.envs.observation import observe
+from rayrec.contracts.observation import Obs
 from rayrec.sim import SessionSimulator, SimConfig
 from rayrec.sim.catalog import world_catalog
-from rayrec.specs import EnvSpec, SpecError
+from rayrec.specs import EnvSpec
+from rayrec.contracts.errors import SpecError
 
 SMALL = {"num_items": 400, "num_candidates": 8, "max_sessions": 2, "max_steps_per_session": 12}
 

@@ -10,11 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 from ray.rllib.core import DEFAULT_MODULE_ID
 
-from rayrec.data import Col, collect, log_files
+from rayrec.data import Col, log_files
+from rayrec.evaluation.collect import collect
 from rayrec.data.offline import N_STEP_COLUMN, LogPreLearner, n_step_rows
 from rayrec.data.schema import OBS_COLUMNS
 from rayrec.experiment import build_config
-from rayrec.specs import EnvSpec, PolicySpec, SpecError, load_yaml
+from rayrec.specs import EnvSpec, PolicySpec, load_yaml
+from rayrec.contracts.errors import SpecError
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = {"num_items": 400, "num_candidates": 8, "max_sessions": 2, "max_steps_per_session": 12}

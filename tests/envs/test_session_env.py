@@ -11,7 +11,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import rayrec  # noqa: F401  (registers rayrec/Session-v0)
-from rayrec.envs import SESSION_ENV_ID, Obs, SessionEnv
+from rayrec.contracts.observation import Obs
+from rayrec.envs import SESSION_ENV_ID, SessionEnv
 
 SMALL = {"num_items": 300, "num_topics": 6, "num_candidates": 8, "embed_dim": 4, "history_len": 4}
 

@@ -10,7 +10,8 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 import rayrec  # noqa: F401  (registers rayrec/Session-v0)
-from rayrec.envs import SESSION_ENV_ID, Obs, SessionVectorEnv
+from rayrec.contracts.observation import Obs
+from rayrec.envs import SESSION_ENV_ID, SessionVectorEnv
 
 SMALL = {"num_items": 300, "num_topics": 6, "num_candidates": 8, "embed_dim": 4, "history_len": 4}
 B = 6

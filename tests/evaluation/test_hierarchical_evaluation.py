@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from rayrec.contracts.keys import Metrics
+from rayrec.contracts.observation import Obs
 from rayrec.envs.hierarchical import HIGH, LOW, HierarchicalSessionEnv, HierarchyConfig, HierInfo
-from rayrec.envs.observation import Obs
 from rayrec.evaluation.hierarchical import evaluate_hierarchical
-from rayrec.keys import Metrics
 from rayrec.sim import SimConfig
 
 CONFIG = SimConfig(num_items=300, num_topics=4, num_candidates=8, embed_dim=4, history_len=4)

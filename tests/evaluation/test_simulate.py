@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
+from rayrec.contracts.keys import Metrics
 from rayrec.envs import observe
 from rayrec.evaluation import BASELINES, ci95, evaluate, make_baseline, top_k_valid
-from rayrec.keys import Metrics
 from rayrec.sim import SessionSimulator, SimConfig
 
 SMALL = SimConfig(num_items=400, num_topics=6, num_candidates=10, embed_dim=8, history_len=5)

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from rayrec.contracts.keys import Metrics
 from rayrec.evaluation import evaluate, make_baseline
-from rayrec.keys import Metrics
 from rayrec.sim import SimConfig
 
 USERS = 2000

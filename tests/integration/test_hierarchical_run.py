@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rayrec.cli import main
-from rayrec.keys import Metrics
+from rayrec.contracts.keys import Metrics
 
 pytestmark = pytest.mark.integration
 
@@ -97,8 +97,8 @@ def test_one_seed_trains_the_same_two_level_agent_twice(ray_session, tmp_path) -
 
 
 def test_serving_a_hierarchical_checkpoint_is_refused_by_name(hier_run: Path) -> None:
+    from rayrec.contracts.errors import SpecError
     from rayrec.serve.policy import find_module_dir
-    from rayrec.specs import SpecError
 
     with pytest.raises(SpecError, match="hierarchical"):
         find_module_dir(hier_run / "checkpoints" / "final")

@@ -63,7 +63,8 @@ def test_one_training_iteration(ray_session, policy_file, multi_agent, env_confi
 
 
 def test_train_run_folder(ray_session, tmp_path):
-    from rayrec.runner import RunOptions, comparison_table, train
+    from rayrec.evaluation.compare import comparison_table
+    from rayrec.run import RunOptions, train
 
     env = load_yaml(ROOT / "envs" / "marketplace.yaml")
     env["config"]["num_periods"] = 5

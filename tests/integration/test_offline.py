@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rayrec.cli import main
-from rayrec.keys import Metrics
+from rayrec.contracts.keys import Metrics
 
 pytestmark = pytest.mark.integration
 

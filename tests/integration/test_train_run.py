@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rayrec.cli import main
-from rayrec.keys import Metrics
+from rayrec.contracts.keys import Metrics
 from rayrec.specs import load_yaml
 
 pytestmark = pytest.mark.integration
@@ -84,7 +84,7 @@ def test_results_json_contract(trained_run):
 
 def test_spec_saved_rebuilds_the_run(trained_run):
     from rayrec.experiment import build_config
-    from rayrec.runner import load_run_spec
+    from rayrec.specs import load_run_spec
 
     env, policy, run = load_run_spec(trained_run)
     assert env.config.num_candidates == 20
@@ -198,7 +198,7 @@ def test_checkpoint_selection_reports_the_best_validation_checkpoint(ray_session
     assert (out / "checkpoints" / "selected" / "rllib_checkpoint.json").is_file()
     assert not (out / "checkpoints" / "candidate").exists()
     # The reported policy is the selected checkpoint, evaluated on the final evaluation's users.
-    from rayrec.runner import evaluate_checkpoint
+    from rayrec.evaluation.compare import evaluate_checkpoint
     from rayrec.specs import EnvSpec
 
     again = evaluate_checkpoint(

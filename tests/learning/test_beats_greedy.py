@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from rayrec.keys import Metrics
-from rayrec.runner import RunOptions, selection_options, train
+from rayrec.contracts.keys import Metrics
+from rayrec.run import RunOptions, selection_options, train
 from rayrec.specs import EnvSpec, PolicySpec, load_yaml
 
 pytestmark = pytest.mark.learning

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from rayrec.data import collect
-from rayrec.keys import Metrics
-from rayrec.runner import RunOptions, train
+from rayrec.contracts.keys import Metrics
+from rayrec.evaluation.collect import collect
+from rayrec.run import RunOptions, train
 from rayrec.specs import EnvSpec, PolicySpec, apply_overrides, load_yaml
 
 pytestmark = pytest.mark.learning

@@ -1,4 +1,4 @@
-"""The two-level (options) agent trained by ``rayrec.runner.train`` on the niche-interest scenario.
+"""The two-level (options) agent trained by ``rayrec.run.train`` on the niche-interest scenario.
 
 ``policies/hierarchical_ppo.yaml`` on ``envs/hierarchical.yaml`` for a fixed number of PPO
 iterations (seeded; about 100 x 4,100 env steps, five to six minutes on 2 CPUs), evaluated on the
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from rayrec.keys import Metrics
-from rayrec.runner import RunOptions, train
+from rayrec.contracts.keys import Metrics
+from rayrec.run import RunOptions, train
 from rayrec.specs import EnvSpec, PolicySpec, load_yaml
 
 pytestmark = pytest.mark.learning

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from rayrec.envs.marketplace.metrics import MarketMetrics
-from rayrec.envs.marketplace.study import platform_study
+from rayrec.contracts.keys import MarketMetrics
+from rayrec.run.marketplace_study import platform_study
 from rayrec.specs import EnvSpec, PolicySpec, load_yaml
 
 pytestmark = pytest.mark.learning

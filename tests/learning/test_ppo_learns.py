@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from rayrec.keys import Metrics
-from rayrec.runner import RunOptions, train
+from rayrec.contracts.keys import Metrics
+from rayrec.run import RunOptions, train
 from rayrec.specs import EnvSpec, PolicySpec, apply_overrides, load_yaml
 
 pytestmark = pytest.mark.learning

@@ -8,8 +8,8 @@ import pytest
 import torch
 from ray.rllib.core.columns import Columns
 
+from rayrec.contracts.observation import Obs
 from rayrec.envs.hierarchical import HIGH, LOW, HierarchicalSessionEnv, HierObs
-from rayrec.envs.observation import Obs
 from rayrec.models.hierarchical import OptionCandidateModule, OptionPolicyModule
 from rayrec.models.towers import MASKED_LOGIT
 

@@ -10,11 +10,13 @@ import pytest
 import torch
 from ray.rllib.core.columns import Columns
 
-from rayrec.envs import Obs, SessionVectorEnv
+from rayrec.contracts.model_config import ModelConfig
+from rayrec.contracts.observation import Obs
+from rayrec.envs import SessionVectorEnv
 from rayrec.models import CandidatePolicyModule, make_encoder
 from rayrec.models.q_module import CandidateQModule, dueling_aggregate
 from rayrec.models.slate import plackett_luce
-from rayrec.models.towers import MASKED_LOGIT, ModelConfig
+from rayrec.models.towers import MASKED_LOGIT
 
 SMALL = {"num_items": 300, "num_topics": 5, "num_candidates": 8, "history_len": 6, "embed_dim": 8}
 ENCODERS = ["none", "mean", "gru", "attention"]

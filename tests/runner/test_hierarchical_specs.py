@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from rayrec.contracts.errors import SpecError
 from rayrec.envs.hierarchical import HierarchicalSessionEnv, HierarchyConfig
 from rayrec.experiment import validate_sections
-from rayrec.specs import EnvSpec, PolicySpec, SpecError, load_yaml
+from rayrec.specs import EnvSpec, PolicySpec, load_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from rayrec.results import render_markdown, update_results
+from benchmarks.results_page import render_markdown, update_results
 
 METRICS = {
     "return_mean": 6.4,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rayrec.runner import SamplingWatch
+from rayrec.run.progress import SamplingWatch
 
 
 def test_progress_keeps_the_run_going():

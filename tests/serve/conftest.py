@@ -33,7 +33,7 @@ def serve_specs():
 @pytest.fixture(scope="session")
 def module_runs(tmp_path_factory) -> dict[str, Path]:
     """Untrained run folders (spec.yaml + checkpoints/final) of a policy and a Q module."""
-    from rayrec.serve.policy import save_untrained_run
+    from rayrec.experiment import save_untrained_run
 
     root = tmp_path_factory.mktemp("serve-runs")
     return {

@@ -81,8 +81,8 @@ def test_config_file_builds_the_app(module_runs, tmp_path):
     ],
 )
 def test_builder_rejects_bad_arguments(module_runs, extra, message):
+    from rayrec.contracts.errors import SpecError
     from rayrec.serve.app import build_app
-    from rayrec.specs import SpecError
 
     with pytest.raises(SpecError, match=message):
         build_app({"checkpoint": str(module_runs["ppo"]), **extra})

@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
+from rayrec.contracts.errors import SpecError
 from rayrec.serve.policy import ServedPolicy, choose_slate, find_module_dir
-from rayrec.specs import SpecError
 
 NUM_ITEMS = 500  # the world of tests/serve/conftest.py
 
@@ -21,9 +21,9 @@ def policies(module_runs):
 def test_module_id_matches_rllib():
     from ray.rllib.core import DEFAULT_MODULE_ID
 
-    from rayrec.serve import policy
+    from rayrec.contracts import layout
 
-    assert policy._MODULE_ID == DEFAULT_MODULE_ID
+    assert layout.DEFAULT_MODULE_ID == DEFAULT_MODULE_ID
 
 
 @pytest.mark.parametrize("name", ["ppo", "dqn"])
@@ -31,7 +31,7 @@ def test_inference_only_module_scores_like_the_full_module(policies, module_runs
     """The served (inference-only) module gives the scores the evaluator's full module gives, on a
     real observation of the environment it was built for."""
     from rayrec.envs import SessionVectorEnv
-    from rayrec.experiment import ModulePolicy
+    from rayrec.evaluation.policies import ModulePolicy
 
     served = policies[name]
     assert served.module.inference_only
@@ -46,7 +46,7 @@ def test_inference_only_module_scores_like_the_full_module(policies, module_runs
 def test_a_relative_checkpoint_path_loads(module_runs, monkeypatch):
     """`rayrec evaluate --checkpoint runs/x/checkpoints/final` and `make demo`'s final evaluation
     pass relative paths, which RLlib's loader alone rejects ("URI has empty scheme")."""
-    from rayrec.experiment import ModulePolicy
+    from rayrec.evaluation.policies import ModulePolicy
 
     checkpoint = module_runs["ppo"].resolve()
     monkeypatch.chdir(checkpoint.parent.parent)

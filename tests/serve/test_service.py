@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from rayrec.contracts.errors import SpecError
 from rayrec.serve.schemas import FeedbackRequest, RecommendRequest
 from rayrec.serve.service import (
     RecommenderService,
@@ -16,7 +17,6 @@ from rayrec.serve.service import (
     sign_request_id,
     verify_request_id,
 )
-from rayrec.specs import SpecError
 
 KEY = bytes(range(32))
 
@@ -126,7 +126,7 @@ def test_feedback_reward_and_checks(service):
 
 
 def test_ab_needs_the_same_catalog(module_runs, serve_specs, tmp_path):
-    from rayrec.serve.policy import save_untrained_run
+    from rayrec.experiment import save_untrained_run
 
     other = save_untrained_run(tmp_path / "other", *serve_specs("ppo.yaml", ["env.world_seed=9"]))
     settings = ServiceSettings(checkpoint=str(module_runs["ppo"]), ab_checkpoint=str(other))

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
-from rayrec.specs import SpecError, load_yaml
+from rayrec.contracts.errors import SpecError
+from rayrec.specs import load_yaml
 from rayrec.tuning.space import Param, SweepSpec, apply_params
 
 ROOT = Path(__file__).resolve().parents[2]

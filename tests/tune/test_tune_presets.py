@@ -44,7 +44,7 @@ def test_preset_trials_run_two_at_once_on_two_cpus(space):
 
 
 def test_a_hierarchical_preset_is_refused_before_ray_starts():
-    from rayrec.specs import SpecError
+    from rayrec.contracts.errors import SpecError
 
     with pytest.raises(SpecError, match=r"does not sweep hierarchical presets \(levels\)"):
         plan_sweep(

@@ -11,7 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from rayrec.sim.config import check_fields
+from rayrec.contracts.fields import check_fields
+from rayrec.contracts.observation import HIGH, LOW, HierObs
 
 __all__ = [
     "HIGH",
@@ -24,30 +25,12 @@ __all__ = [
     "HierarchyConfig",
 ]
 
-HIGH = "high"
-"""Agent id of the high level (picks options)."""
-LOW = "low"
-"""Agent id of the low level (picks items under the active option)."""
-
 OPTION_KINDS = ("explore", "exploit", "diversify", "topic")
 """Option kinds; ``topic`` expands to one "focus on topic t" option per catalog topic."""
 ON_UNAVAILABLE = ("fallback", "raise")
 """What the env does with an option outside its initiation set (see HierarchyConfig)."""
 TERMINATION_REASONS = ("session_end", "skip_streak", "initiation", "budget")
 """Why an option ended, in the order they are checked."""
-
-
-class HierObs:
-    """Keys the hierarchical env adds to the session observation (shapes per user)."""
-
-    OPTION = "option"
-    """(K,) float32 one-hot of the active option (low level)."""
-    OPTION_REMAINING = "option_remaining"
-    """(1,) float32 remaining step budget of the active option / option_budget (low level)."""
-    TOPIC_SHOWN = "topic_shown"
-    """(T,) float32 share of the lifetime's shown items per topic (high level)."""
-    TOPIC_CLICK_RATE = "topic_click_rate"
-    """(T,) float32 clicks / shows per topic over the lifetime, 0 where never shown (high)."""
 
 
 class HierInfo:

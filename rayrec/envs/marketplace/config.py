@@ -22,6 +22,7 @@ __all__ = [
     "ROLES",
     "SCRIPTED_PLATFORMS",
     "MarketplaceConfig",
+    "training_market_config",
     "validate_multi_agent",
 ]
 
@@ -302,3 +303,15 @@ def validate_multi_agent(section: Any, algorithm: str, source: str = "policy spe
     if out["centralized_critic"] and algorithm != "PPO":
         raise ValueError(f"{source}: multi_agent.centralized_critic is for PPO, not {algorithm}")
     return out
+
+
+def training_market_config(
+    config: MarketplaceConfig, multi_agent: dict[str, Any]
+) -> MarketplaceConfig:
+    """The game agents train and are evaluated on: ``config``, with the global state in the
+    observations when the policy spec's ``multi_agent`` asks for a centralized critic."""
+    if multi_agent.get("centralized_critic") and not config.global_state:
+        values = config.to_dict()
+        values["global_state"] = True
+        return MarketplaceConfig.from_dict(values)
+    return config

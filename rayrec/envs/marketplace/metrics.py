@@ -11,27 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from rayrec.contracts.keys import MarketMetrics
 from rayrec.envs.marketplace.game import PeriodOutcome
 
 __all__ = ["MarketMetrics", "episode_metrics", "gini", "period_welfare"]
-
-
-class MarketMetrics:
-    """Keys of a marketplace metrics dict (results.json and the learning test)."""
-
-    WELFARE_PLATFORM = "welfare_platform"
-    WELFARE_CREATORS = "welfare_creators"
-    WELFARE_ADVERTISERS = "welfare_advertisers"
-    WELFARE_USERS = "welfare_users"
-    WELFARE_TOTAL = "welfare_total"
-    EXPOSURE_GINI = "creator_exposure_gini"
-    AD_LOAD = "ad_load"
-    RETENTION = "user_retention"
-    REVENUE = "revenue"
-    CLICKS = "clicks"
-
-    ROLE_KEYS = (WELFARE_PLATFORM, WELFARE_CREATORS, WELFARE_ADVERTISERS, WELFARE_USERS)
-    """Welfare keys in the order of config.ROLES (and of ``welfare_weights``)."""
 
 
 def gini(values: np.ndarray) -> float:

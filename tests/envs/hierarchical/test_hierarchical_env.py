@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from ray.rllib.utils.pre_checks.env import check_multiagent_environments
 
-from rayrec.envs import Obs, SessionEnv
+from rayrec.contracts.observation import Obs
+from rayrec.envs import SessionEnv
 from rayrec.envs.hierarchical import HIGH, LOW, HierarchicalSessionEnv, HierInfo, HierObs
 
 SMALL = {"num_items": 300, "num_topics": 6, "num_candidates": 8, "embed_dim": 4, "history_len": 4}

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from rayrec.contracts.errors import SpecError
 from rayrec.envs.marketplace import MARKETPLACE_ENV_ID
 from rayrec.envs.marketplace.config import MarketplaceConfig
-from rayrec.specs import EnvSpec, PolicySpec, SpecError, load_yaml
+from rayrec.specs import EnvSpec, PolicySpec, load_yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 

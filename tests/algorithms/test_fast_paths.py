@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from ray.rllib.utils.spaces.space_utils import unbatch
 
+from rayrec.algorithms.fast_paths import fast_unbatch
 from rayrec.envs import SessionVectorEnv
-from rayrec.envs.rllib_fast_paths import fast_unbatch
 
 
 def _same(a, b) -> None:

@@ -28,13 +28,16 @@ from typing import Any
 
 import numpy as np
 
+from rayrec.contracts.errors import SpecError
+from rayrec.contracts.observation import Obs
 from rayrec.data.logs import LogWriter, discard, finish_log
 from rayrec.data.schema import Col, log_schema
-from rayrec.envs.observation import Obs, observe
+from rayrec.envs.observation import observe
 from rayrec.evaluation.baselines import top_k_valid
+from rayrec.evaluation.policies import ModulePolicy
 from rayrec.evaluation.simulate import ci95, refill_slots
 from rayrec.sim import SessionSimulator
-from rayrec.specs import EnvSpec, SpecError
+from rayrec.specs import EnvSpec
 
 __all__ = ["BEHAVIORS", "BehaviorPolicy", "collect", "parse_behavior"]
 
@@ -141,8 +144,6 @@ def parse_behavior(text: str, seed: int = 0) -> BehaviorPolicy:
             raise SpecError(f"--behavior {text}: epsilon must be a number in [0, 1], got {raw!r}")
         return BehaviorPolicy(text, base, epsilon=epsilon, seed=seed)
     if text.startswith("checkpoint:"):
-        from rayrec.experiment import ModulePolicy
-
         path = Path(text.split(":", 1)[1])
         if not path.exists():
             raise SpecError(f"--behavior {text}: no such checkpoint {path}")
@@ -246,9 +247,9 @@ def _run(
             Col.SLATE_ITEMS: np.take_along_axis(obs[Obs.CANDIDATE_ITEMS], slate, 1),
             Col.PROPENSITY: policy.last_propensity,
             Col.PROPENSITIES: policy.last_propensities,
-            Col.RESPONSES: np.stack(
-                [r.clicked, r.watch, r.like, r.skip], axis=1
-            ).astype(np.float32),
+            Col.RESPONSES: np.stack([r.clicked, r.watch, r.like, r.skip], axis=1).astype(
+                np.float32
+            ),
             Col.CLICK_POSITION: r.click_position.astype(np.int32),
             Col.REWARD: r.reward.astype(np.float32),
             Col.TERMINATED: r.terminated,

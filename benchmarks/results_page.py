@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rayrec.runner import atomic_write_text
+from rayrec.contracts.files import atomic_write_text
 
 __all__ = ["render_markdown", "update_results"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["Metrics", "TrialMetrics"]
+__all__ = ["MarketMetrics", "Metrics", "TrialMetrics"]
 
 
 class Metrics:
@@ -37,10 +37,29 @@ class Metrics:
     """Keys every metrics dict carries (the contract of results.json)."""
 
 
+class MarketMetrics:
+    """Keys of a marketplace metrics dict (results.json and the learning test)."""
+
+    WELFARE_PLATFORM = "welfare_platform"
+    WELFARE_CREATORS = "welfare_creators"
+    WELFARE_ADVERTISERS = "welfare_advertisers"
+    WELFARE_USERS = "welfare_users"
+    WELFARE_TOTAL = "welfare_total"
+    EXPOSURE_GINI = "creator_exposure_gini"
+    AD_LOAD = "ad_load"
+    RETENTION = "user_retention"
+    REVENUE = "revenue"
+    CLICKS = "clicks"
+
+    ROLE_KEYS = (WELFARE_PLATFORM, WELFARE_CREATORS, WELFARE_ADVERTISERS, WELFARE_USERS)
+    """Welfare keys in the order of config.ROLES (and of ``welfare_weights``)."""
+
+
 class TrialMetrics:
     """Keys a ``rayrec tune`` trial reports every iteration; any of them can be a sweep's metric.
 
-    ``eval/KEY`` is :class:`Metrics` ``KEY`` of the trial's module evaluated in the simulator.
+    ``eval/KEY`` is :class:`Metrics` ``KEY`` of the trial's module evaluated in the simulator
+    (:class:`MarketMetrics` ``KEY`` for marketplace trials).
     """
 
     EVAL_PREFIX = "eval/"
@@ -57,7 +76,8 @@ class TrialMetrics:
         """Every metric a sweep may optimise."""
         evaluation = [
             cls.EVAL_PREFIX + value
-            for name, value in vars(Metrics).items()
+            for keys in (Metrics, MarketMetrics)
+            for name, value in vars(keys).items()
             if name.isupper() and isinstance(value, str) and value != Metrics.USERS
         ]
         return (*evaluation, cls.TRAIN_RETURN, cls.TRAIN_EPISODE_LEN)

@@ -40,7 +40,7 @@ from ray.rllib.utils.numpy import convert_to_numpy
 from ray.rllib.utils.spaces.space_utils import batch as batch_structs
 from ray.rllib.utils.torch_utils import convert_to_torch_tensor
 
-from rayrec.envs.episodes import episode_from_arrays
+from rayrec.algorithms.episodes import episode_from_arrays
 
 __all__ = ["VectorEnvRunner"]
 

@@ -9,7 +9,7 @@ import pytest
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
 from rayrec.algorithms.apex import ApexEnvRunner
-from rayrec.envs.vector_runner import VectorEnvRunner
+from rayrec.algorithms.env_runner import VectorEnvRunner
 from rayrec.experiment import build_config
 from rayrec.specs import EnvSpec, PolicySpec, apply_overrides, load_yaml
 

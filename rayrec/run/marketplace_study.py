@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from rayrec.contracts.keys import MarketMetrics
 from rayrec.envs.marketplace.config import ROLES, MarketplaceConfig
 from rayrec.envs.marketplace.env import role_agents
-from rayrec.envs.marketplace.metrics import MarketMetrics
-from rayrec.envs.marketplace.training import evaluate_market, module_actor, scripted_actor
+from rayrec.evaluation.marketplace import evaluate_market, module_actor, scripted_actor
 
 __all__ = ["exploitability", "learner_state", "platform_study", "random_actor", "train_market"]
 

@@ -1,0 +1,39 @@
+"""Crash-safe file writes: a reader sees the old content or the new, never half of either."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+__all__ = ["atomic_write_text", "swap_dir"]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file, fsync and a rename: never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def swap_dir(tmp: Path, target: Path) -> None:
+    """Replace directory ``target`` by ``tmp``.
+
+    A crash at any point leaves ``target`` complete, or ``target`` missing and ``target.old``
+    complete (the previous content), which readers fall back to."""
+    old = target.with_name(target.name + ".old")
+    if old.exists():
+        if not target.exists():  # a crash between the two renames: .old is all we have
+            old.rename(target)
+        else:
+            shutil.rmtree(old)
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    if old.exists():
+        shutil.rmtree(old)

@@ -37,7 +37,7 @@ from ray.rllib.utils.metrics import (
     TIMERS,
 )
 
-from rayrec.algorithms.replay import TransitionsToBatch
+from rayrec.algorithms.transitions import TransitionsToBatch
 
 __all__ = [
     "CQL_LOSS_KEY",

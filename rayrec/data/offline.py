@@ -24,7 +24,7 @@ from ray.rllib.offline.offline_data import OfflineData
 from ray.rllib.offline.offline_prelearner import OfflinePreLearner
 
 from rayrec.algorithms.cql import DiscreteCQLConfig
-from rayrec.algorithms.replay import transition_episode
+from rayrec.algorithms.transitions import transition_episode
 from rayrec.data.logs import validate_log
 from rayrec.data.schema import OBS_COLUMNS, Col, LogError, column_array, expand_observations
 from rayrec.envs.observation import action_space, observation_space

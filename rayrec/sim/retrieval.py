@@ -14,7 +14,7 @@ import numpy as np
 from rayrec.sim.catalog import ItemCatalog
 from rayrec.sim.config import SimConfig
 
-__all__ = ["CandidateRetriever"]
+__all__ = ["CandidateRetriever", "window_goodness"]
 
 _PERSONAL, _POPULAR, _FRESH = 0, 1, 2
 _INT32_MAX = np.iinfo(np.int32).max
@@ -396,3 +396,27 @@ class CandidateRetriever:
         # Repeats within the history itself (codes < H) are no pool slots.
         keep = np.flatnonzero(found >= h)
         return rows[keep], (found[keep] - h).astype(np.intp)
+
+
+def window_goodness(
+    valid: np.ndarray, m: int, k: int, refresh_every: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Good window starts (n, P), best start (n,) and its valid count (n,) of (n, P + M)
+    wrapped pool validities: a window of M slots is good when it keeps
+    ``min(k + refresh_every, best)`` valid candidates.
+
+    Marks every slot of ``valid`` valid in a row that has no window with k valid candidates
+    (only a catalog smaller than the pool gets there: duplicates are shown then).
+    """
+    p = valid.shape[1] - m
+    # Valid candidates in each window of M slots (windows may wrap around the pool's end).
+    csum = np.zeros((valid.shape[0], p + m), dtype=np.int32)
+    np.cumsum(valid[:, : p + m - 1], axis=1, out=csum[:, 1:])
+    count = csum[:, m : m + p] - csum[:, :p]
+    best = count.max(axis=1)
+    if (best < k).any():
+        valid[best < k] = True
+        count[best < k] = m
+        best = count.max(axis=1)
+    need = np.minimum(k + refresh_every, best)
+    return count >= need[:, None], count.argmax(axis=1), best

@@ -6,8 +6,6 @@ Equations: docs/simulator.md. No Python loop over users or items runs inside a s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -20,7 +18,8 @@ from rayrec.sim.choice import (
     sigmoid,
 )
 from rayrec.sim.config import NUM_CONTEXT, NUM_RESPONSES, SCALAR_LIMIT, SimConfig
-from rayrec.sim.retrieval import CandidateRetriever
+from rayrec.sim.retrieval import CandidateRetriever, window_goodness
+from rayrec.sim.step_result import StepResult
 from rayrec.sim.users import UserPopulation
 
 __all__ = ["SessionSimulator", "StepResult"]
@@ -28,36 +27,6 @@ __all__ = ["SessionSimulator", "StepResult"]
 _SAT_LIMIT = np.float32(5.0)
 # Choice models whose slot 0 is always examined, so that k = 1 clicks with sigmoid(v - v_0).
 _SLOT_ZERO_SIGMOID = (MultinomialLogitChoice, CascadeChoice)
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """What one step produced, per user slot (all arrays have leading dimension B)."""
-
-    reward: np.ndarray
-    """(B,) float32 configured weighted sum of the responses."""
-    clicked: np.ndarray
-    """(B,) bool."""
-    click_position: np.ndarray
-    """(B,) int64 slate position clicked, -1 for none."""
-    item: np.ndarray
-    """(B,) int64 item clicked, or the first shown item when nothing was clicked (-1: none shown)."""
-    watch: np.ndarray
-    """(B,) float32 watch fraction of the clicked item (0 without a click)."""
-    like: np.ndarray
-    """(B,) bool."""
-    skip: np.ndarray
-    """(B,) bool: clicked and watched less than ``skip_threshold``."""
-    shown: np.ndarray
-    """(B, k) bool: slate slots actually shown (masked or duplicate choices show nothing)."""
-    slate_items: np.ndarray
-    """(B, k) int64 item ids of the slate (-1 where not shown)."""
-    session_ended: np.ndarray
-    """(B,) bool: the user's session ended at this step."""
-    terminated: np.ndarray
-    """(B,) bool: the user left for good (churn)."""
-    truncated: np.ndarray
-    """(B,) bool: the user reached ``max_sessions`` (lifetime bound)."""
 
 
 class SessionSimulator:
@@ -227,35 +196,13 @@ class SessionSimulator:
         self.refresh_limit[idx] = cfg.refresh_every
         if slow.any():
             rows, slow_valid = idx[slow], valid[slow]
-            good, best_start, best = self._window_goodness(slow_valid)
+            good, best_start, best = window_goodness(slow_valid, m, k, cfg.refresh_every)
             self.good_start[rows], self.best_start[rows] = good, best_start
             # Every window drawn keeps >= k + limit valid candidates; each step consumes at most
             # one, so refreshing after `limit` steps keeps k valid at all times.
             self.refresh_limit[rows] = np.minimum(cfg.refresh_every, best - k)
             valid[slow] = slow_valid
         self.pool_valid[idx] = valid
-
-    def _window_goodness(self, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Good window starts (n, P), best start (n,) and its valid count (n,) of (n, P + M)
-        wrapped pool validities.
-
-        Marks every slot of ``valid`` valid in a row that has no window with k valid candidates
-        (only a catalog smaller than the pool gets there: duplicates are shown then).
-        """
-        cfg = self.config
-        m, k = cfg.num_candidates, cfg.slate_size
-        p = valid.shape[1] - m
-        # Valid candidates in each window of M slots (windows may wrap around the pool's end).
-        csum = np.zeros((valid.shape[0], p + m), dtype=np.int32)
-        np.cumsum(valid[:, : p + m - 1], axis=1, out=csum[:, 1:])
-        count = csum[:, m : m + p] - csum[:, :p]
-        best = count.max(axis=1)
-        if (best < k).any():
-            valid[best < k] = True
-            count[best < k] = m
-            best = count.max(axis=1)
-        need = np.minimum(k + cfg.refresh_every, best)
-        return count >= need[:, None], count.argmax(axis=1), best
 
     def _new_window(self) -> None:
         """Draw which M pool slots each user sees next."""

@@ -50,6 +50,8 @@ from typing import Any
 
 from rayrec.contracts.errors import SpecError
 from rayrec.contracts.keys import TrialMetrics
+from rayrec.contracts.model_config import ModelConfig
+from rayrec.experiment import algorithm_config_class, validate_sections
 from rayrec.specs import RLLIB_SECTIONS, EnvSpec, PolicySpec
 
 __all__ = [
@@ -441,25 +443,19 @@ class SweepSpec:
 
 
 def _check(policy: dict[str, Any], values: dict[str, Any], source: str) -> None:
-    from rayrec.experiment import validate_sections
-
     spec = PolicySpec.from_dict(apply_params(policy, values), source)
     validate_sections(spec, source)
 
 
 def _takes_int(policy: dict[str, Any], name: str) -> bool:
     """Whether the spec field ``name`` holds an integer (model widths, RLlib int settings)."""
-    from ray.rllib.algorithms.registry import ALGORITHMS as RLLIB_ALGORITHMS
-
-    from rayrec.contracts.model_config import ModelConfig
-
     section, key = name.split(".", 1)
     if section == "model":
         current = getattr(ModelConfig(), key, None)
     elif section == "apex":
         current = None
     else:
-        current = getattr(RLLIB_ALGORITHMS[policy["algorithm"]]()[1], key, None)
+        current = getattr(algorithm_config_class(policy["algorithm"])(), key, None)
     return isinstance(current, int) and not isinstance(current, bool)
 
 

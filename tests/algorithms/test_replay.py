@@ -13,7 +13,8 @@ from ray.rllib.utils.replay_buffers.prioritized_episode_buffer import (
     PrioritizedEpisodeReplayBuffer,
 )
 
-from rayrec.algorithms.replay import FastPrioritizedEpisodeReplayBuffer, TransitionsToBatch
+from rayrec.algorithms.replay import FastPrioritizedEpisodeReplayBuffer
+from rayrec.algorithms.transitions import TransitionsToBatch
 from rayrec.envs import SessionEnv
 
 SMALL = {"num_items": 300, "num_candidates": 8, "embed_dim": 4, "num_topics": 4, "history_len": 3}

@@ -109,7 +109,7 @@ def test_rayjob_runs_a_training_spec_with_a_profile():
     assert "rayrec train" in entry and "--profile cluster-gpu" in entry
     for path in ("envs/session.yaml", "policies/ppo.yaml"):
         assert path in entry and (ROOT / path).is_file(), path
-    assert (ROOT / "profiles" / "cluster-gpu.yaml").is_file()
+    assert (ROOT / "rayrec" / "profiles" / "cluster-gpu.yaml").is_file()
     assert "--out /mnt/runs/" in entry
     assert spec["shutdownAfterJobFinishes"] is True
 

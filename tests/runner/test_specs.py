@@ -65,9 +65,11 @@ def test_reserved_rllib_keys_are_rejected():
         validate_sections(spec)
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "profiles").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "rayrec" / "profiles").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_profiles_apply_to_every_preset(path):
-    from rayrec.cli import _profile_overrides
+    from rayrec.cli.commands import _profile_overrides
 
     overrides = _profile_overrides(str(path))
     assert overrides
@@ -88,3 +90,18 @@ def test_learning_rate_schedule_reaches_rllib():
     )
     config = build_config(EnvSpec.from_dict(env_raw), PolicySpec.from_dict(raw))
     assert config.lr == [[0, 0.001], [300000, 0.0001]]
+
+
+def test_profiles_by_name_are_the_shipped_ones_unless_the_working_dir_has_its_own(
+    tmp_path, monkeypatch
+):
+    from rayrec.cli.commands import _profile_overrides
+
+    monkeypatch.chdir(tmp_path)  # no profiles/ here: the packaged profile answers
+    shipped = _profile_overrides("local")
+    assert shipped == _profile_overrides(str(ROOT / "rayrec" / "profiles" / "local.yaml"))
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "local.yaml").write_text("env_runners.num_env_runners: 3\n")
+    assert _profile_overrides("local") == ["env_runners.num_env_runners=3"]
+    with pytest.raises(SpecError, match="no such profile; known: cluster-cpu, cluster-gpu, local"):
+        _profile_overrides("nope")

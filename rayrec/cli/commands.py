@@ -1,175 +1,20 @@
-"""The ``rayrec`` command: train, collect, evaluate, tune, serve, submit, jobs, info.
-
-Usage errors and bad specs print one line on stderr and exit with code 2; never a traceback.
-"""
+"""What each ``rayrec`` subcommand does (the parser is :mod:`rayrec.cli.parser`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
+from importlib import resources
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+from rayrec.cli.parser import EXIT_USAGE, build_parser
 from rayrec.contracts.errors import SpecError
-from rayrec.data.schema import LogError
 from rayrec.run import DEFAULT_BASELINES
 
-__all__ = ["main"]
-
-EXIT_USAGE = 2
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports errors as a single line (and exit code 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-def _number(cast: type, ok: Any, what: str) -> Any:
-    """An argparse type: ``cast`` the text and require ``ok(value)``, else name what is allowed."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = cast(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-
-    return parse
-
-
-_positive_int = _number(int, lambda v: v >= 1, "a positive integer")
-_positive_float = _number(float, lambda v: 0 < v < math.inf, "a positive number")
-_finite_float = _number(float, math.isfinite, "a finite number")
-_int = _number(int, lambda v: True, "an integer")
-
-
-def _baselines(text: str) -> tuple[str, ...]:
-    from rayrec.evaluation import BASELINES
-
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    for name in names:
-        if name not in BASELINES:
-            raise argparse.ArgumentTypeError(
-                f"unknown baseline {name!r}; known: {', '.join(BASELINES)}"
-            )
-    return names
-
-
-def _parser() -> _Parser:
-    p = _Parser(prog="rayrec", description="Deep RL for sequential recommendation on Ray.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    t = sub.add_parser("train", help="train a policy on an environment")
-    t.add_argument("--env", type=Path, help="environment spec (envs/*.yaml)")
-    t.add_argument("--policy", type=Path, help="policy spec (policies/*.yaml)")
-    t.add_argument("--iterations", type=_positive_int, help="train until this iteration")
-    t.add_argument("--time-budget", type=_positive_float, help="stop after this many seconds")
-    t.add_argument("--stop-return", type=_finite_float, help="stop at this mean training return")
-    t.add_argument("--out", type=Path, help="run folder (default runs/ALGO-TIMESTAMP)")
-    t.add_argument("--seed", type=_int, default=0, help="seed of the run (default 0)")
-    t.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a spec field: training.lr=0.0005, model.encoder=gru, env.num_items=1000",
-    )
-    t.add_argument(
-        "--profile",
-        help="resource profile: a name in profiles/ (local, cluster-cpu, cluster-gpu) or a YAML file",
-    )
-    t.add_argument("--address", help="Ray cluster address (default: start Ray in-process)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out")
-    t.add_argument("--checkpoint-every", type=_positive_int, default=5, metavar="N")
-    t.add_argument("--eval-users", type=_positive_int, default=None, metavar="N")
-    t.add_argument("--baselines", type=_baselines, default=None, metavar="LIST")
-    t.add_argument("--quiet", action="store_true", help="no progress output")
-    t.add_argument(
-        "--data",
-        type=Path,
-        help="log folder (rayrec collect) for offline algorithms: DiscreteCQL, BC, MARWIL",
-    )
-
-    c = sub.add_parser("collect", help="log a behaviour policy's sessions to parquet")
-    c.add_argument("--env", type=Path, required=True, help="environment spec (envs/*.yaml)")
-    c.add_argument(
-        "--behavior",
-        required=True,
-        help="random | popular | greedy | ctr | epsilon-B:E (B: greedy, ctr, popular) | checkpoint:PATH",
-    )
-    c.add_argument("--users", type=_positive_int, required=True, help="user lifetimes to log")
-    c.add_argument("--out", type=Path, required=True, help="log folder (must not exist)")
-    c.add_argument("--seed", type=_int, default=0)
-    c.add_argument("--set", action="append", default=[], metavar="env.FIELD=VALUE")
-    c.add_argument("--rows-per-file", type=_positive_int, default=50_000, metavar="N")
-
-    e = sub.add_parser("evaluate", help="compare a checkpoint with baselines in the simulator")
-    e.add_argument("--checkpoint", type=Path, required=True, help="checkpoint directory")
-    e.add_argument("--env", type=Path, help="environment spec (default: the run's own)")
-    e.add_argument("--users", type=_positive_int, default=1000)
-    e.add_argument("--seed", type=_int, default=12345)
-    e.add_argument(
-        "--baselines",
-        type=_baselines,
-        default=None,
-        help="comma-separated (default: the run's own evaluation.baselines)",
-    )
-    e.add_argument("--json", action="store_true", help="print the results as JSON")
-
-    s = sub.add_parser("serve", help="serve a checkpoint over HTTP with Ray Serve")
-    s.add_argument("--checkpoint", type=Path, required=True, help="checkpoint directory (model A)")
-    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    s.add_argument("--port", type=_number(int, lambda v: 1 <= v <= 65535, "a port"), default=8000)
-    s.add_argument("--replicas", type=_positive_int, default=1, help="Serve replicas (default 1)")
-    s.add_argument("--log-dir", type=Path, help="impression log folder (default: no log)")
-    s.add_argument("--ab", type=Path, metavar="CHECKPOINT_B", help="serve a second checkpoint")
-    s.add_argument(
-        "--split",
-        type=_number(float, lambda v: 0 <= v <= 1, "a number in [0, 1]"),
-        help="share of users (stable hash of the user id) served by --ab (default 0.5)",
-    )
-    s.add_argument("--env", type=Path, help="environment spec (default: the run's own)")
-    s.add_argument("--num-cpus", type=_positive_float, default=0.5, help="CPUs per replica")
-    s.add_argument("--address", help="Ray cluster address (default: start Ray in-process)")
-    s.add_argument(
-        "--direct-port",
-        type=_number(int, lambda v: 1024 <= v <= 65435, "a port in [1024, 65435]"),
-        help="also let each replica answer HTTP itself, from this port up (Ray Serve direct "
-        "ingress: skips the proxy hop, about half the latency; in-process Ray only)",
-    )
-
-    sub.add_parser("info", help="environments, policy presets and resources")
-
-    h = sub.add_parser("tune", help="hyperparameter search with Ray Tune over a search space")
-    h.add_argument("--env", type=Path, help="environment spec (envs/*.yaml)")
-    h.add_argument("--policy", type=Path, help="policy spec (policies/*.yaml)")
-    h.add_argument("--space", type=Path, help="search space (tune/*.yaml)")
-    h.add_argument("--samples", type=_positive_int, help="trials to sample (default: the space's)")
-    h.add_argument("--out", type=Path, help="sweep folder (default runs/tune-ALGO-TIMESTAMP)")
-    h.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as in train")
-    h.add_argument("--profile", help="resource profile, as in train")
-    h.add_argument("--address", help="Ray cluster address (default: start Ray in-process)")
-    h.add_argument("--resume", action="store_true", help="continue the interrupted sweep in --out")
-    h.add_argument("--quiet", action="store_true", help="no Tune progress output")
-
-    s = sub.add_parser("submit", help="run a rayrec command as a Ray job on a cluster")
-    s.add_argument("--address", help="dashboard URL http://HOST:8265 (default $RAY_ADDRESS)")
-    s.add_argument("--no-wait", action="store_true", help="print the job id and return")
-    s.add_argument("--working-dir", type=Path, help="project folder to upload (default: this one)")
-    s.add_argument("job", nargs=argparse.REMAINDER, metavar="-- COMMAND ARGS", help="e.g. -- train")
-    j = sub.add_parser("jobs", help="list the cluster's jobs, print a job's log, stop a job")
-    j.add_argument("action", choices=("list", "logs", "stop"))
-    j.add_argument("job_id", nargs="?", metavar="ID")
-    j.add_argument("--address", help="dashboard URL http://HOST:8265 (default $RAY_ADDRESS)")
-    j.add_argument("--follow", action="store_true", help="logs: follow until the job ends")
-    return p
+__all__ = ["COMMANDS"]
 
 
 def _table(rows: list[list[str]]) -> None:
@@ -290,21 +135,37 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+PROFILES = resources.files("rayrec") / "profiles"
+"""The resource profiles shipped with rayrec (rayrec/profiles/*.yaml, package data)."""
+
+
+def _profile_path(profile: str) -> Path:
+    """A profile by path, or by name: ``profiles/NAME.yaml`` under the working directory (a
+    user's own), else the shipped one."""
+    path = Path(profile)
+    if path.suffix:
+        if not path.is_file():
+            raise SpecError(f"--profile {profile}: no such file")
+        return path
+    own = Path("profiles") / f"{profile}.yaml"
+    if own.is_file():
+        return own
+    shipped = PROFILES / f"{profile}.yaml"
+    if shipped.is_file():
+        return Path(str(shipped))
+    known = sorted(
+        {p.name.removesuffix(".yaml") for p in PROFILES.iterdir() if p.name.endswith(".yaml")}
+    )
+    raise SpecError(f"--profile {profile}: no such profile; known: {', '.join(known)}")
+
+
 def _profile_overrides(profile: str | None) -> list[str]:
-    """``--set``-style overrides from a resource profile (profiles/NAME.yaml or a path)."""
+    """``--set``-style overrides from a resource profile (see :func:`_profile_path`)."""
     from rayrec.specs import load_yaml
 
     if profile is None:
         return []
-    path = Path(profile)
-    if not path.suffix:
-        # By name: profiles/ under the working directory, else the one of this checkout.
-        folders = [Path("profiles"), Path(__file__).resolve().parents[1] / "profiles"]
-        folder = next((f for f in folders if (f / f"{profile}.yaml").is_file()), folders[0])
-        path = folder / f"{profile}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
-        raise SpecError(f"--profile {profile}: no such profile; known: {', '.join(known)}")
+    path = _profile_path(profile)
     data = load_yaml(path)
     out = []
     for key, value in data.items():
@@ -393,13 +254,17 @@ def _cmd_info(args: argparse.Namespace) -> int:
     root = Path.cwd()
     print(f"rayrec {rayrec.__version__}")
     print("environments (gymnasium ids): " + ", ".join(i for i in ENV_IDS if i in gym.registry))
-    for folder in ("envs", "policies", "profiles", "tune"):
+    for folder in ("envs", "policies", "tune"):
         files = (
             sorted(p.name for p in (root / folder).glob("*.yaml"))
             if (root / folder).is_dir()
             else []
         )
         print(f"{folder}/: {', '.join(files) if files else '(none here)'}")
+    shipped = sorted(
+        p.name.removesuffix(".yaml") for p in PROFILES.iterdir() if p.name.endswith(".yaml")
+    )
+    print(f"profiles (--profile NAME): {', '.join(shipped)}")
     print("algorithms: " + ", ".join(ALGORITHMS))
     print(f"this machine: {os.cpu_count()} CPUs, GPUs: {_gpu_count()}")
     address = os.environ.get("RAY_ADDRESS")
@@ -429,7 +294,7 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
         if args.command == "submit":
             command = args.job[1:] if args.job[:1] == ["--"] else args.job
             jobs.entrypoint(command)
-            _parser().parse_args(command)  # usage errors before anything is uploaded
+            build_parser().parse_args(command)  # usage errors before anything is uploaded
             if jobs.relative_out(command):
                 print(
                     "rayrec: warning: without an absolute --out the run folder is written in the "
@@ -479,27 +344,13 @@ def _stamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    commands = {
-        "train": _cmd_train,
-        "collect": _cmd_collect,
-        "evaluate": _cmd_evaluate,
-        "info": _cmd_info,
-        "tune": _cmd_tune,
-        "serve": _cmd_serve,
-        "submit": _cmd_jobs,
-        "jobs": _cmd_jobs,
-    }
-    try:
-        return commands[args.command](args)
-    except (SpecError, LogError) as e:
-        print(f"rayrec: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("rayrec: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+COMMANDS = {
+    "train": _cmd_train,
+    "collect": _cmd_collect,
+    "evaluate": _cmd_evaluate,
+    "info": _cmd_info,
+    "tune": _cmd_tune,
+    "serve": _cmd_serve,
+    "submit": _cmd_jobs,
+    "jobs": _cmd_jobs,
+}

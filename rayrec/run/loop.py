@@ -119,12 +119,11 @@ def _nothing_left(options: RunOptions, iteration: int, spent: float) -> str | No
             f"the run is at iteration {iteration} already (its stop: {options.iterations}); "
             "pass --iterations N with N above it, or --time-budget S"
         )
-    if options.iterations is None and options.time_budget is not None:
-        if spent >= options.time_budget:
-            return (
-                f"the run has trained {spent:.0f} s of its {options.time_budget:.0f} s time "
-                "budget; pass a larger --time-budget (seconds in all) or --iterations N"
-            )
+    if options.time_budget is not None and spent >= options.time_budget:
+        return (
+            f"the run has trained {spent:.0f} s of its {options.time_budget:.0f} s time "
+            "budget; pass a larger --time-budget (seconds in all) or --iterations N"
+        )
     return None
 
 
@@ -146,6 +145,8 @@ def train(
     import ray
 
     log = log or (lambda msg: None if quiet else sys.stderr.write(msg + "\n"))
+    # Warnings (a torn metrics line, a checkpoint that does not load) print even when quiet.
+    warn = log if not quiet else (lambda msg: sys.stderr.write(msg + "\n"))
     folder = RunFolder(Path(options.out))
     if resume:
         latest = folder.existing_checkpoint("latest")
@@ -167,9 +168,9 @@ def train(
         algo = config.build_algo()
         spent = 0.0
         if resume:
-            used = restore_checkpoint(algo, folder, "latest", log)
+            used = restore_checkpoint(algo, folder, "latest", warn)
             spent = float(read_progress(used).get("seconds", 0.0))
-            rows = trim_metrics(folder.metrics, int(algo.iteration), log)
+            rows = trim_metrics(folder.metrics, int(algo.iteration), warn)
             if not spent and rows:  # a checkpoint from before the progress sidecar
                 spent = float(rows[-1].get("train_seconds") or 0.0)
             reason = _nothing_left(options, int(algo.iteration), spent)

@@ -44,18 +44,32 @@ def _config(name: str, *overrides: str):
     return build_config(env, policy, seed=0), policy
 
 
+def _trained(result: dict) -> tuple[int, dict[str, float]]:
+    """Module steps trained so far and the losses of the default module's last update."""
+    stats = result.get("learners", {}).get("default_policy", {})
+    losses = {k: float(v) for k, v in stats.items() if "loss" in k and not isinstance(v, dict)}
+    return int(stats.get("num_module_steps_trained_lifetime", 0) or 0), losses
+
+
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_trains_two_iterations_with_two_env_runners(ray_session, name):
+    import math
+
     config, _ = _config(name)
     algo = config.build_algo()
     try:
-        # Asynchronous algorithms (IMPALA, APPO) may report an iteration before any sampling
-        # metrics have arrived; keep iterating (bounded) until they have.
-        steps = 0
-        while algo.iteration < 2 or (steps == 0 and algo.iteration < 12):
+        # Asynchronous algorithms (IMPALA, APPO) may report an iteration before any sampling or
+        # learning metrics have arrived, and Ape-X learns only after its warm-up samples: keep
+        # iterating (bounded) until the learner has trained on something.
+        steps, trained, losses = 0, 0, {}
+        while algo.iteration < 2 or (not (steps and trained) and algo.iteration < 20):
             result = algo.train()
             steps = result["env_runners"].get("num_env_steps_sampled_lifetime", 0)
+            trained, new_losses = _trained(result)
+            losses = new_losses or losses
         assert steps > 0
+        assert trained > 0, f"{name}: the learner trained on nothing in {algo.iteration} iterations"
+        assert losses and all(math.isfinite(v) for v in losses.values()), losses
         assert algo.env_runner_group.num_healthy_remote_workers() == 2
     finally:
         algo.stop()

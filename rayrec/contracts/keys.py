@@ -72,11 +72,13 @@ class TrialMetrics:
     """Tune's count of reports: one per training iteration (the schedulers' time axis)."""
 
     @classmethod
-    def names(cls) -> tuple[str, ...]:
-        """Every metric a sweep may optimise."""
+    def names(cls, market: bool | None = None) -> tuple[str, ...]:
+        """Every metric a sweep may optimise: of session trials (``market=False``), of
+        marketplace trials (``True``) or of either (None)."""
+        groups = {False: (Metrics,), True: (MarketMetrics,), None: (Metrics, MarketMetrics)}
         evaluation = [
             cls.EVAL_PREFIX + value
-            for keys in (Metrics, MarketMetrics)
+            for keys in groups[market]
             for name, value in vars(keys).items()
             if name.isupper() and isinstance(value, str) and value != Metrics.USERS
         ]

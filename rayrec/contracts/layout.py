@@ -129,4 +129,6 @@ def module_ids(checkpoint: Path) -> list[str]:
 
 def is_hierarchical(checkpoint: Path) -> bool:
     """The checkpoint holds one module per level of a hierarchical agent (high and low)."""
-    return all(module_dir(checkpoint, level) is not None for level in LEVELS)
+    return any(
+        all(_holds_module(root / level) for level in LEVELS) for root in module_roots(checkpoint)
+    )

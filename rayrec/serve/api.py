@@ -16,7 +16,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -31,11 +30,11 @@ from rayrec.serve.schemas import (
     RecommendRequest,
     RecommendResponse,
 )
-from rayrec.serve.service import Job, RecommenderService, RequestError
+from rayrec.serve.service import Job, RecommenderService, RequestError, Scored
 
 __all__ = ["RequestLimits", "Scorer", "make_api"]
 
-Scorer = Callable[[Job], Awaitable[np.ndarray]]
+Scorer = Callable[[Job], Awaitable[Scored]]
 """Scores one job's candidates; inside Serve a ``@serve.batch`` method that batches jobs."""
 
 logger = logging.getLogger(__name__)

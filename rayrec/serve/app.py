@@ -21,12 +21,11 @@ import sys
 import threading
 from typing import Any
 
-import numpy as np
 from ray import serve
 
 from rayrec.contracts.errors import SpecError
 from rayrec.serve.api import make_api
-from rayrec.serve.service import Job, RecommenderService, ServiceSettings
+from rayrec.serve.service import Job, RecommenderService, Scored, ServiceSettings
 
 __all__ = [
     "APP_NAME",
@@ -102,7 +101,7 @@ class Recommender:
         return make_api(self.service, self._score)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
-    async def _score(self, jobs: list[Job]) -> list[np.ndarray]:
+    async def _score(self, jobs: list[Job]) -> list[Scored]:
         return self.service.score(jobs)
 
     def check_health(self) -> None:

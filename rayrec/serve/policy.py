@@ -27,10 +27,17 @@ from typing import Any
 import numpy as np
 
 from rayrec.contracts.errors import SpecError
-from rayrec.contracts.layout import CTOR_FILE, MODULE_STATE, find_run_dir, module_dir
-from rayrec.contracts.observation import Obs
+from rayrec.contracts.layout import (
+    CTOR_FILE,
+    MODULE_STATE,
+    find_run_dir,
+    is_hierarchical,
+    module_dir,
+)
+from rayrec.contracts.observation import HIGH, LOW, Obs
 from rayrec.envs.observation import build_observation
 from rayrec.models.scoring import is_q_module, module_scores
+from rayrec.serve.hierarchy import OptionChoice, ServedLevels
 from rayrec.sim import CandidateRetriever, ItemCatalog, SimConfig
 from rayrec.sim.config import NUM_CONTEXT, NUM_RESPONSES
 from rayrec.specs import EnvSpec, load_run_spec
@@ -44,8 +51,9 @@ __all__ = [
 
 
 def find_module_dir(checkpoint: Path) -> Path:
-    """The RLModule folder of a single-agent checkpoint, or ``checkpoint`` if it is one itself."""
-    found = module_dir(checkpoint)
+    """The RLModule folder of a single-agent checkpoint (``checkpoint`` itself if it is one), or
+    of the low level of a two-level checkpoint (the level that scores candidates)."""
+    found = module_dir(checkpoint) or module_dir(checkpoint, LOW)
     if found is None:
         raise SpecError(f"{checkpoint}: not an rayrec/RLlib checkpoint (no RLModule state found)")
     return found
@@ -53,11 +61,14 @@ def find_module_dir(checkpoint: Path) -> Path:
 
 def module_version(checkpoint: Path, module_dir: Path, run: Path | None = None) -> str:
     """``RUN/CHECKPOINT@HASH``: the run folder's and the checkpoint's names plus a hash of the
-    module's weights, so that two different weights never share a version."""
+    weights of every module served from it (both levels of a two-level checkpoint), so that two
+    different weights never share a version."""
     digest = hashlib.sha256()
-    for path in sorted(module_dir.glob(f"{MODULE_STATE}*")):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
+    folders = [module_dir.parent / HIGH, module_dir] if module_dir.name == LOW else [module_dir]
+    for folder in folders:
+        for path in sorted(folder.glob(f"{MODULE_STATE}*")):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
     name = checkpoint.resolve().name
     if run is not None:
         name = f"{run.name}/{name}"
@@ -133,6 +144,8 @@ class ServedPolicy:
     algorithm: str
     catalog: ItemCatalog
     retriever: CandidateRetriever
+    levels: ServedLevels | None = None
+    """The high level of a two-level checkpoint (``module`` is then its low level)."""
 
     @classmethod
     def load(cls, checkpoint: str | Path, env: EnvSpec | None = None) -> ServedPolicy:
@@ -152,6 +165,15 @@ class ServedPolicy:
         module = _load_inference_module(module_dir)
         _check_spaces(module, env.config, checkpoint)
         catalog, retriever = build_world(env.config)
+        levels = None
+        if is_hierarchical(checkpoint.resolve()):
+            if env.hierarchy is None:
+                raise SpecError(
+                    f"--checkpoint {checkpoint}: a two-level checkpoint needs an env spec with a "
+                    "'hierarchy' section (its run's, or --env)"
+                )
+            high = _load_inference_module(module_dir.parent / HIGH)
+            levels = ServedLevels(high, env.hierarchy, catalog, env.config.num_topics)
         return cls(
             version=module_version(checkpoint, module_dir, run),
             checkpoint=checkpoint.resolve(),
@@ -160,6 +182,7 @@ class ServedPolicy:
             algorithm=algorithm,
             catalog=catalog,
             retriever=retriever,
+            levels=levels,
         )
 
     @property
@@ -195,6 +218,16 @@ class ServedPolicy:
     def scores(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         """(B, M) scores of a batched observation: logits, or Q-values for Q modules."""
         return module_scores(self.module, batch)
+
+    def slate_scores(
+        self, batch: dict[str, np.ndarray], modes: list[str], rngs: list[np.random.Generator]
+    ) -> tuple[np.ndarray, list[OptionChoice] | None]:
+        """(B, M) scores of the candidates, and for a two-level checkpoint the option its high
+        level chose for each request (the low level scores under it)."""
+        if self.levels is None:
+            return self.scores(batch), None
+        low, choices = self.levels.low_inputs(batch, modes, rngs)
+        return self.scores(low), choices
 
     def observation(
         self,
@@ -233,6 +266,7 @@ class ServedPolicy:
             "algorithm": self.algorithm,
             "module": type(self.module).__name__,
             "scores": "q_values" if self.is_q_module else "logits",
+            "levels": None if self.levels is None else [HIGH, LOW],
             "num_items": c.num_items,
             "num_candidates": c.num_candidates,
             "history_len": c.history_len,

@@ -128,6 +128,10 @@ class RecommendResponse(BaseModel):
     """Probability of the whole slate: the product of ``propensities``."""
     mode: str
     warnings: list[str] = []
+    option: str | None = None
+    """Two-level models: the option the high level chose (its probability is in
+    ``option_propensity`` and, multiplied in, in the first position's propensity)."""
+    option_propensity: float | None = None
 
 
 class FeedbackRequest(BaseModel):

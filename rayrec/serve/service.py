@@ -18,11 +18,9 @@ Documented rules (docs/serving.md):
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import hmac
 import math
-import os
 import secrets
 import struct
 import time
@@ -33,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from rayrec.contracts.errors import SpecError
-from rayrec.contracts.fields import check_fields
+from rayrec.serve.hierarchy import OptionChoice
 from rayrec.serve.log import (
     FEEDBACK_DIR,
     IMPRESSIONS_DIR,
@@ -44,7 +42,7 @@ from rayrec.serve.log import (
     feedback_schema,
     impression_schema,
 )
-from rayrec.serve.policy import ServedPolicy, choose_slate, find_module_dir
+from rayrec.serve.policy import ServedPolicy, choose_slate
 from rayrec.serve.schemas import (
     MAX_BODY_BYTES,
     MAX_CANDIDATES,
@@ -54,8 +52,8 @@ from rayrec.serve.schemas import (
     HistoryEntry,
     RecommendRequest,
 )
+from rayrec.serve.settings import ServiceSettings, load_env
 from rayrec.sim.config import NUM_RESPONSES
-from rayrec.specs import EnvSpec, load_yaml
 
 __all__ = [
     "Job",
@@ -79,99 +77,6 @@ class RequestError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status, self.message = status, message
-
-
-@dataclass(frozen=True)
-class ServiceSettings:
-    """What a replica needs to build the service (plain values: they travel to replicas)."""
-
-    checkpoint: str
-    """Checkpoint of model A (an Algorithm checkpoint or an RLModule folder)."""
-    ab_checkpoint: str | None = None
-    """Checkpoint of model B; with it, users are split between A and B."""
-    split: float = 0.5
-    """Share of users (by a stable hash of the user id) routed to B."""
-    env: str | None = None
-    """Environment spec to serve with; default: the spec saved in each checkpoint's run folder."""
-    log_dir: str | None = None
-    """Folder of the impression log; None: nothing is logged."""
-    request_id_key: str = ""
-    """Hex key that signs request ids; every replica of a deployment must share it."""
-    flush_rows: int = 1024
-    """The log writes a file whenever this many rows are waiting..."""
-    flush_seconds: float = 5.0
-    """... or this many seconds after the first waiting row, and at shutdown."""
-
-    def __post_init__(self) -> None:
-        split_ok = isinstance(self.split, int | float) and not isinstance(self.split, bool)
-        if not (split_ok and 0.0 <= self.split <= 1.0):
-            raise SpecError(f"--split ({self.split!r}) must be a number in [0, 1]")
-        if isinstance(self.flush_rows, bool) or not (
-            isinstance(self.flush_rows, int) and self.flush_rows >= 1
-        ):
-            raise SpecError(f"flush_rows ({self.flush_rows!r}) must be an integer >= 1")
-        if not (isinstance(self.flush_seconds, int | float) and 0 < self.flush_seconds < math.inf):
-            raise SpecError(f"flush_seconds ({self.flush_seconds!r}) must be a positive number")
-        try:
-            key = bytes.fromhex(self.request_id_key)
-        except ValueError:
-            raise SpecError("request_id_key must be a hex string") from None
-        if self.request_id_key and len(key) < 16:
-            raise SpecError("request_id_key must hold at least 16 bytes (32 hex digits)")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ServiceSettings:
-        try:
-            check_fields(cls, values, "serve setting")
-        except ValueError as e:
-            raise SpecError(str(e)) from None
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def resolved(self) -> ServiceSettings:
-        """Absolute paths (replicas may run elsewhere) and a signing key (fresh if none)."""
-
-        def absolute(path: str | None) -> str | None:
-            return None if path is None else str(Path(path).expanduser().resolve())
-
-        return dataclasses.replace(
-            self,
-            checkpoint=absolute(self.checkpoint),
-            ab_checkpoint=absolute(self.ab_checkpoint),
-            env=absolute(self.env),
-            log_dir=absolute(self.log_dir),
-            request_id_key=self.request_id_key or secrets.token_hex(32),
-        )
-
-    def check(self) -> None:
-        """Cheap checks before Ray starts: checkpoints, run specs and the log folder."""
-        from rayrec.contracts.layout import find_run_dir
-
-        for flag, path in (("--checkpoint", self.checkpoint), ("--ab", self.ab_checkpoint)):
-            if path is None:
-                continue
-            ckpt = Path(path)
-            if not ckpt.is_dir():
-                raise SpecError(f"{flag} {ckpt}: no such directory")
-            find_module_dir(ckpt)
-            if self.env is None and find_run_dir(ckpt.resolve()) is None:
-                raise SpecError(f"{flag} {ckpt}: no spec.yaml above it; pass --env")
-        if self.env is not None:
-            load_env(self.env)
-        if self.log_dir is not None:
-            folder = Path(self.log_dir)
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise SpecError(f"--log-dir {folder}: cannot create it ({e.strerror})") from None
-            if not os.access(folder, os.W_OK):
-                raise SpecError(f"--log-dir {folder}: not writable")
-
-
-def load_env(path: str) -> EnvSpec:
-    return EnvSpec.from_dict(load_yaml(path), path)
 
 
 def ab_share(user_id: int) -> float:
@@ -206,6 +111,15 @@ def default_context(now: float) -> np.ndarray:
     hour = (now / 3600.0) % 24.0
     angle = 2.0 * math.pi * hour / 24.0
     return np.array([0.0, 0.0, math.sin(angle), math.cos(angle), 0.0], dtype=np.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class Scored:
+    """A job's candidate scores and, from a two-level model, the option they were scored under."""
+
+    scores: np.ndarray
+    """(m,) scores of the job's candidates."""
+    option: OptionChoice | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -345,12 +259,13 @@ class RecommenderService:
             warnings=tuple(warnings),
         )
 
-    def score(self, jobs: list[Job]) -> list[np.ndarray]:
-        """Scores of each job's candidates: one forward pass per model version in the batch."""
+    def score(self, jobs: list[Job]) -> list[Scored]:
+        """Scores of each job's candidates: one forward pass per model version in the batch
+        (two for a two-level model: its high level picks each job's option first)."""
         self.stats["batches"] += 1
         self.stats["requests"] += len(jobs)
         self.stats["largest_batch"] = max(self.stats["largest_batch"], len(jobs))
-        out: list[np.ndarray] = [np.empty(0)] * len(jobs)
+        out: list[Scored] = [Scored(np.empty(0))] * len(jobs)
         for version, policy in enumerate(self.policies):
             rows = [i for i, job in enumerate(jobs) if job.version == version]
             if not rows:
@@ -362,21 +277,27 @@ class RecommenderService:
                 np.stack([j.context for j in group]),
                 [j.candidates for j in group],
             )
-            scores = policy.scores(obs)
-            for i, job, row in zip(rows, group, scores, strict=True):
-                out[i] = row[: len(job.candidates)]
+            scores, options = policy.slate_scores(
+                obs, [j.mode for j in group], [j.rng for j in group]
+            )
+            for n, (i, job, row) in enumerate(zip(rows, group, scores, strict=True)):
+                out[i] = Scored(row[: len(job.candidates)], None if options is None else options[n])
         return out
 
-    def finish(self, job: Job, scores: np.ndarray) -> dict[str, Any]:
+    def finish(self, job: Job, scored: Scored) -> dict[str, Any]:
         """The response for a scored job; its impression goes to the log."""
+        scores = scored.scores
         valid = np.ones(len(job.candidates), dtype=bool)
         action, props = choose_slate(scores, valid, job.k, job.mode, job.rng)
+        if scored.option is not None:
+            props = props.copy()
+            props[0] *= scored.option.propensity  # both levels' choices: the slate's probability
         items = job.candidates[action]
         propensity = float(np.prod(props))
         version = self.policies[job.version].version
         if self.impressions is not None:
             self.impressions.append(self._impression_row(job, action, items, props, scores))
-        return {
+        response = {
             "request_id": job.request_id,
             "model_version": version,
             "items": items.tolist(),
@@ -386,6 +307,10 @@ class RecommenderService:
             "mode": job.mode,
             "warnings": list(job.warnings),
         }
+        if scored.option is not None:
+            response["option"] = scored.option.name
+            response["option_propensity"] = scored.option.propensity
+        return response
 
     def _impression_row(
         self,

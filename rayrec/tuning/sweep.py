@@ -29,7 +29,8 @@ import yaml
 from rayrec.contracts.errors import SpecError
 from rayrec.contracts.files import atomic_write_text, swap_dir
 from rayrec.contracts.keys import TrialMetrics
-from rayrec.specs import EnvSpec, PolicySpec, apply_overrides, load_yaml
+from rayrec.experiment import validate_sections
+from rayrec.specs import MARKETPLACE_ENV_ID, EnvSpec, PolicySpec, apply_overrides, load_yaml
 from rayrec.tuning.space import SweepSpec, apply_params
 
 __all__ = [
@@ -109,6 +110,19 @@ class SweepSummary:
     out: Path
 
 
+def _check_metric(metric: str, env: EnvSpec, source: str) -> None:
+    """The sweep's metric must be one its trials report: marketplace trials report the market's
+    metrics (:class:`MarketMetrics`), session and hierarchical trials the session's."""
+    market = env.id == MARKETPLACE_ENV_ID
+    names = TrialMetrics.names(market=market)
+    if metric not in names:
+        kind = "marketplace" if market else "session"
+        raise SpecError(
+            f"{source}: metric {metric!r} is not reported by {kind} trials; "
+            f"known: {', '.join(names)}"
+        )
+
+
 def plan_sweep(
     env_path: Path,
     policy_path: Path,
@@ -129,14 +143,7 @@ def plan_sweep(
     _, trial_policy = apply_overrides({}, apply_params(policy_raw, sweep.trial.set), overrides)
     env = EnvSpec.from_dict(env_raw, str(env_path))
     policy = PolicySpec.from_dict(base, str(policy_path))
-    if policy.levels is not None:
-        # Trials evaluate one RLModule (default_policy); a two-level agent has one per level.
-        raise SpecError(
-            f"{policy_path}: `rayrec tune` does not sweep hierarchical presets (levels) yet; "
-            "train them with `rayrec train` (docs/hierarchical.md)"
-        )
-    from rayrec.experiment import validate_sections
-
+    _check_metric(sweep.metric, env, source)
     validate_sections(policy, str(policy_path))
     sweep.validate(env_raw, trial_policy, source)
     trial = PolicySpec.from_dict(trial_policy, f"{source} (trial policy)")

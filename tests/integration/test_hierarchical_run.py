@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rayrec.cli import main
@@ -96,9 +97,52 @@ def test_one_seed_trains_the_same_two_level_agent_twice(ray_session, tmp_path) -
     assert [{k: r[k] for k in keys} for r in rows[0]] == [{k: r[k] for k in keys} for r in rows[1]]
 
 
-def test_serving_a_hierarchical_checkpoint_is_refused_by_name(hier_run: Path) -> None:
-    from rayrec.contracts.errors import SpecError
-    from rayrec.serve.policy import find_module_dir
+def test_a_hierarchical_checkpoint_is_served_over_http(hier_run: Path, tmp_path: Path) -> None:
+    """`rayrec serve` of a two-level checkpoint: the high level chooses the option, the low level
+    the items; the slate's propensity is the product of both levels' probabilities."""
+    import socket
 
-    with pytest.raises(SpecError, match="hierarchical"):
-        find_module_dir(hier_run / "checkpoints" / "final")
+    import httpx
+    from ray import serve
+
+    from rayrec.serve.app import APP_NAME, build_app
+    from rayrec.serve.log import Impressions, read_log
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    try:
+        settings = {
+            "checkpoint": str(hier_run / "checkpoints" / "final"),
+            "log_dir": str(tmp_path / "log"),
+            "flush_rows": 4,
+            "flush_seconds": 0.2,
+            "replicas": 1,
+            "num_cpus": 0.25,
+        }
+        serve.run(build_app(settings), name=APP_NAME, route_prefix="/")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            models = client.get("/v1/models").json()
+            assert models["models"][0]["levels"] == ["high", "low"]
+            history = [{"item_id": i, "click": i % 2} for i in (3, 17, 42, 99)]
+            body = {"user_id": 7, "history": history, "mode": "sample", "seed": 1}
+            answers = [client.post("/v1/recommend", json=body) for _ in range(2)]
+            for answer in answers:
+                assert answer.status_code == 200, answer.text
+            reply = answers[0].json()
+            assert reply == answers[1].json() | {"request_id": reply["request_id"]}  # seeded
+            assert reply["option"] and 0 < reply["option_propensity"] <= 1
+            assert len(reply["items"]) == len(reply["propensities"]) == 1
+            # The option's probability is multiplied into the slate's.
+            assert reply["propensity"] == pytest.approx(float(np.prod(reply["propensities"])))
+            assert reply["propensity"] <= reply["option_propensity"] + 1e-12
+            greedy = client.post("/v1/recommend", json={**body, "mode": "greedy"}).json()
+            assert greedy["option_propensity"] == 1.0 and greedy["propensity"] == 1.0
+    finally:
+        serve.delete(APP_NAME)
+        serve.shutdown()
+    rows = read_log(tmp_path / "log")
+    assert rows.num_rows == 3
+    props = rows.column(Impressions.PROPENSITIES).to_pylist()
+    assert props[0][0] == pytest.approx(reply["propensities"][0])

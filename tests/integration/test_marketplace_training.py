@@ -78,3 +78,41 @@ def test_train_run_folder(ray_session, tmp_path):
     assert results["policy"]["episodes"] == 2
     rows = comparison_table(results)
     assert [r[0] for r in rows] == ["policy", "trained", "scripted"]
+
+
+def test_a_marketplace_run_resumes_and_evaluates_its_own_checkpoint(ray_session, tmp_path):
+    """The one training loop: a marketplace run has the session runs' folder, resumes from its
+    latest checkpoint and is evaluated from the checkpoint (also by `rayrec evaluate`)."""
+    import json
+
+    from rayrec.cli import main
+
+    env = load_yaml(ROOT / "envs" / "marketplace.yaml")
+    env["config"]["num_periods"] = 5
+    policy = load_yaml(ROOT / "policies" / "marketplace_ppo.yaml")
+    policy["training"].update(train_batch_size_per_learner=50, minibatch_size=25, num_epochs=1)
+    (tmp_path / "env.yaml").write_text(json.dumps(env))
+    (tmp_path / "policy.yaml").write_text(json.dumps(policy))
+    out = tmp_path / "market"
+    base = ["--eval-users", "128", "--checkpoint-every", "1", "--quiet"]
+    args = ["train", "--env", str(tmp_path / "env.yaml"), "--policy", str(tmp_path / "policy.yaml")]
+    assert main([*args, "--iterations", "2", "--out", str(out), *base]) == 0
+    for name in ("latest", "best", "final"):
+        assert (out / "checkpoints" / name / "rllib_checkpoint.json").is_file(), name
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [1, 2]
+    assert set(rows[0]["agent_returns"]) == {"platform"}
+
+    assert main(["train", "--out", str(out), "--resume", "--iterations", "3", *base]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [1, 2, 3]
+    assert rows[2]["env_steps"] > rows[1]["env_steps"]
+    results = json.loads((out / "results.json").read_text())
+    assert results["training"]["iterations"] == 3 and results["training"]["kind"] == "marketplace"
+    assert results["learning_roles"] == ["platform"]
+
+    from rayrec.evaluation.compare import evaluate_checkpoint
+
+    again = evaluate_checkpoint(out / "checkpoints" / "final", None, 128, 12345, None)
+    assert again["policy"] == results["policy"]
+    assert again["baselines"] == results["baselines"]

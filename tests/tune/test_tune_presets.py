@@ -18,6 +18,16 @@ def _policy_of(space: Path) -> Path:
     return ROOT / "policies" / f"{space.stem.rsplit('_', 1)[0]}.yaml"
 
 
+def _env_of(space: Path) -> Path:
+    """The env spec a preset's policy trains on: its own scenario, else the session env."""
+    kind = space.stem.split("_", 1)[0]
+    return (
+        ROOT
+        / "envs"
+        / (f"{kind}.yaml" if kind in ("marketplace", "hierarchical") else "session.yaml")
+    )
+
+
 def test_the_issue_presets_exist():
     assert {p.stem for p in SPACES} >= {"ppo_asha", "apex_dqn_pbt"}
 
@@ -25,14 +35,14 @@ def test_the_issue_presets_exist():
 @pytest.mark.parametrize("space", SPACES, ids=[p.stem for p in SPACES])
 def test_preset_validates_against_its_policy(space):
     assert _policy_of(space).is_file(), f"{space.name}: no policy preset {_policy_of(space).name}"
-    plan = plan_sweep(ROOT / "envs" / "session.yaml", _policy_of(space), space, overrides=[])
+    plan = plan_sweep(_env_of(space), _policy_of(space), space, overrides=[])
     assert plan.sweep.scheduler.type == space.stem.rsplit("_", 1)[1]
     assert plan.sweep.description
 
 
 @pytest.mark.parametrize("space", SPACES, ids=[p.stem for p in SPACES])
 def test_preset_trials_run_two_at_once_on_two_cpus(space):
-    plan = plan_sweep(ROOT / "envs" / "session.yaml", _policy_of(space), space, overrides=[])
+    plan = plan_sweep(_env_of(space), _policy_of(space), space, overrides=[])
     setup = TrialSetup(env=plan.env, policy=plan.trial_policy, trial=plan.sweep.trial)
     for seed in range(3):
         params = {
@@ -43,13 +53,32 @@ def test_preset_trials_run_two_at_once_on_two_cpus(space):
         assert sum(b.get("CPU", 0) for b in bundles) <= 1.0, bundles
 
 
-def test_a_hierarchical_preset_is_refused_before_ray_starts():
+def test_the_issue_presets_of_every_env_kind_exist():
+    assert {p.stem for p in SPACES} >= {"marketplace_ppo_asha", "hierarchical_ppo_asha"}
+
+
+@pytest.mark.parametrize(
+    ("env", "space", "metric"),
+    [
+        ("marketplace", "marketplace_ppo_asha", "eval/return_mean"),
+        ("session", "ppo_asha", "eval/welfare_platform"),
+    ],
+)
+def test_a_metric_the_trials_do_not_report_is_refused_before_ray_starts(
+    tmp_path, env, space, metric
+):
+    import yaml
+
     from rayrec.contracts.errors import SpecError
 
-    with pytest.raises(SpecError, match=r"does not sweep hierarchical presets \(levels\)"):
+    raw = yaml.safe_load((ROOT / "tune" / f"{space}.yaml").read_text())
+    raw["metric"] = metric
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SpecError, match=f"metric '{metric}' is not reported by"):
         plan_sweep(
-            ROOT / "envs" / "hierarchical.yaml",
-            ROOT / "policies" / "hierarchical_ppo.yaml",
-            ROOT / "tune" / "ppo_asha.yaml",
+            ROOT / "envs" / f"{env}.yaml",
+            _policy_of(ROOT / "tune" / f"{space}.yaml"),
+            path,
             overrides=[],
         )

@@ -26,6 +26,7 @@ from gymnasium import spaces
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
 from rayrec.envs.hierarchical.config import HIGH, LOW, HierarchyConfig, HierInfo, HierObs
+from rayrec.envs.hierarchical.observation import HIGH_KEYS, high_observation, low_observation
 from rayrec.envs.hierarchical.options import (
     Option,
     build_options,
@@ -38,14 +39,6 @@ from rayrec.envs.session import _first_seed, _seed_simulator
 from rayrec.sim import SessionSimulator, SimConfig, StepResult
 
 __all__ = ["HierarchicalSessionEnv"]
-
-_HIGH_KEYS = (
-    Obs.HISTORY_ITEMS,
-    Obs.HISTORY_FEATURES,
-    Obs.HISTORY_RESPONSES,
-    Obs.HISTORY_MASK,
-    Obs.CONTEXT,
-)
 
 
 class HierarchicalSessionEnv(MultiAgentEnv):
@@ -77,7 +70,7 @@ class HierarchicalSessionEnv(MultiAgentEnv):
         self.agents = self.possible_agents = [HIGH, LOW]
         session = observation_space(self.config)
         f32 = np.float32
-        high = {key: session[key] for key in _HIGH_KEYS}
+        high = {key: session[key] for key in HIGH_KEYS}
         high[HierObs.TOPIC_SHOWN] = spaces.Box(0.0, 1.0, (t,), f32)
         high[HierObs.TOPIC_CLICK_RATE] = spaces.Box(0.0, 1.0, (t,), f32)
         high[Obs.ACTION_MASK] = spaces.Box(0, 1, (k,), np.int8)
@@ -241,30 +234,20 @@ class HierarchicalSessionEnv(MultiAgentEnv):
         return topics.astype(np.int64), self.sim.history_responses[0, :, 0] > 0
 
     def _high_obs(self) -> dict[str, np.ndarray]:
-        full = observe(self.sim)
-        obs = {key: full[key][0] for key in _HIGH_KEYS}
-        total = max(self._topic_shown.sum(), 1.0)
-        obs[HierObs.TOPIC_SHOWN] = (self._topic_shown / total).astype(np.float32)
-        rate = np.divide(
-            self._topic_clicks,
-            self._topic_shown,
-            out=np.zeros_like(self._topic_clicks),
-            where=self._topic_shown > 0,
+        session = {key: value[0] for key, value in observe(self.sim).items()}
+        return high_observation(
+            session, self._topic_shown, self._topic_clicks, self.initiation_mask()
         )
-        obs[HierObs.TOPIC_CLICK_RATE] = np.clip(rate, 0.0, 1.0).astype(np.float32)
-        obs[Obs.ACTION_MASK] = self.initiation_mask().astype(np.int8)
-        return obs
 
     def _low_obs(self) -> dict[str, np.ndarray]:
-        obs = {key: value[0] for key, value in observe(self.sim).items()}
-        onehot = np.zeros(len(self.options), dtype=np.float32)
-        remaining = 0.0
-        if self.option is not None:
-            onehot[self.option] = 1.0
-            remaining = 1.0 - self.option_steps / self.hierarchy.option_budget
-        obs[HierObs.OPTION] = onehot
-        obs[HierObs.OPTION_REMAINING] = np.array([max(remaining, 0.0)], dtype=np.float32)
-        return obs
+        session = {key: value[0] for key, value in observe(self.sim).items()}
+        return low_observation(
+            session,
+            len(self.options),
+            self.option,
+            self.option_steps,
+            self.hierarchy.option_budget,
+        )
 
     def _info(self) -> dict[str, Any]:
         info: dict[str, Any] = {

@@ -15,10 +15,12 @@ import argparse
 import datetime
 import os
 import platform
+import sys
 from pathlib import Path
 
 import ray
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks.results_page
 from benchmarks.results_page import update_results
 from rayrec.contracts.keys import MarketMetrics
 from rayrec.run.marketplace_study import exploitability, learner_state, platform_study

@@ -1,4 +1,5 @@
-"""What RLlib 2.60 lacks: the Ape-X arrangement of DQN (and, later, discrete CQL)."""
+"""What RLlib 2.60 lacks (the Ape-X arrangement, discrete CQL, per-level GAE) and the RLlib
+internals rayrec owns (env runner, episodes, replay, transitions, fast paths)."""
 
 from rayrec.algorithms.apex import APEX_KEY, ApexEnvRunner, ladder_epsilon
 

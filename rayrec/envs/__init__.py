@@ -1,4 +1,4 @@
-"""Gymnasium / RLlib environments over :mod:`rayrec.sim`; registered on ``import rayrec``."""
+"""Gymnasium / RLlib environments over :mod:`rayrec.sim`; importing this package registers the ids."""
 
 import gymnasium as gym
 

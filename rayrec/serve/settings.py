@@ -12,9 +12,9 @@ from typing import Any
 
 from rayrec.contracts.errors import SpecError
 from rayrec.contracts.fields import check_fields
-from rayrec.contracts.layout import find_run_dir
+from rayrec.contracts.layout import RunFolder, find_run_dir
 from rayrec.serve.policy import find_module_dir
-from rayrec.specs import EnvSpec, load_yaml
+from rayrec.specs import MARKETPLACE_ENV_ID, EnvSpec, load_yaml
 
 __all__ = ["ServiceSettings", "load_env"]
 
@@ -91,6 +91,14 @@ class ServiceSettings:
             ckpt = Path(path)
             if not ckpt.is_dir():
                 raise SpecError(f"{flag} {ckpt}: no such directory")
+            run = find_run_dir(ckpt.resolve())
+            if run is not None and load_yaml(RunFolder(run).spec).get("env", {}).get("id") == (
+                MARKETPLACE_ENV_ID
+            ):
+                raise SpecError(
+                    f"{flag} {ckpt}: a marketplace checkpoint plays the multi-stakeholder game "
+                    "(platform, creators, advertisers); there are no user slates to serve"
+                )
             find_module_dir(ckpt)
             if self.env is None and find_run_dir(ckpt.resolve()) is None:
                 raise SpecError(f"{flag} {ckpt}: no spec.yaml above it; pass --env")

@@ -124,6 +124,25 @@ def test_submit_training_succeeds(cluster, tmp_path):
     assert json.loads((out / "results.json").read_text())["training"]["iterations"] == 2
 
 
+def test_submit_marketplace_training_succeeds(cluster, tmp_path):
+    """The one training loop behind `submit` too: a multi-agent marketplace run as a Ray job."""
+    out = tmp_path / "market"
+    train = ["train", "--env", "envs/marketplace.yaml", "--policy", "policies/marketplace_ppo.yaml"]
+    train += ["--iterations", "2", "--eval-users", "128", "--checkpoint-every", "1", "--quiet"]
+    train += ["--set", "env.num_periods=5", "--set", "env_runners.num_env_runners=1"]
+    train += ["--set", "training.train_batch_size_per_learner=50"]
+    train += ["--set", "training.minibatch_size=25", "--set", "training.num_epochs=1"]
+    done = _rayrec(
+        cluster, "submit", "--address", cluster["dashboard_url"], "--", *train, "--out", str(out)
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "SUCCEEDED" in done.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["training"] == results["training"] | {"iterations": 2, "kind": "marketplace"}
+    assert list(results["baselines"]) == ["scripted"]
+    assert (out / "checkpoints" / "final" / "rllib_checkpoint.json").is_file()
+
+
 def test_failing_job_exits_nonzero_with_log_tail(cluster):
     done = _rayrec(
         cluster,

@@ -217,3 +217,40 @@ def test_bad_selection_settings_are_usage_errors(tmp_path, capsys):
     assert "evaluation.select_every must be >= 1" in capsys.readouterr().err
     assert main([*args, "--set", "evaluation.select_users=1"]) == 2
     assert "evaluation.select_users must be >= 2" in capsys.readouterr().err
+
+
+def test_stop_return_ends_the_run_at_the_first_iteration_reaching_it(ray_session, tmp_path):
+    out = tmp_path / "stop"
+    args = ["train", "--env", ENV, "--policy", PPO, "--iterations", "12", "--out", str(out)]
+    args += ["--stop-return", "-1000000", "--eval-users", "20", "--quiet", *FAST]
+    assert main(args) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    reached = [r["episode_return_mean"] is not None for r in rows]
+    # It stops at the first iteration with a finished episode (any return passes), not at 12.
+    assert reached[-1] and not any(reached[:-1]), reached
+    assert len(rows) < 12
+    results = json.loads((out / "results.json").read_text())
+    assert results["training"]["iterations"] == len(rows)
+
+
+def test_one_seed_trains_the_same_ppo_run_twice(ray_session, tmp_path):
+    import torch
+
+    from rayrec.evaluation.policies import load_module
+
+    def run(name: str) -> tuple[list[dict], dict]:
+        out = tmp_path / name
+        args = ["train", "--env", ENV, "--policy", PPO, "--iterations", "2", "--seed", "3"]
+        assert main([*args, "--out", str(out), "--eval-users", "20", "--quiet", *FAST]) == 0
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        keys = ("env_steps", "episode_return_mean", "train/policy_loss", "train/vf_loss")
+        weights = load_module(out / "checkpoints" / "final").state_dict()
+        return [{k: r.get(k) for k in keys} for r in rows], weights
+
+    rows_a, weights_a = run("a")
+    rows_b, weights_b = run("b")
+    assert rows_a == rows_b
+    assert all(r["train/policy_loss"] is not None for r in rows_a)
+    assert set(weights_a) == set(weights_b)
+    for key, value in weights_a.items():
+        assert torch.equal(value, weights_b[key]), key

@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
         (["--checkpoint", "CKPT", "--replicas", "0"], "positive integer"),
         (["--checkpoint", "CKPT", "--env", "nope.yaml"], "nope.yaml: no such file"),
         (["--checkpoint", "BARE"], "no spec.yaml above it; pass --env"),
+        (["--checkpoint", "MARKET"], "a marketplace checkpoint plays the multi-stakeholder game"),
         (["--checkpoint", "CKPT", "--log-dir", "FILE"], "cannot create it"),
         (["--checkpoint", "CKPT", "--direct-port", "80"], "expected a port in [1024, 65435]"),
         (
@@ -45,7 +46,12 @@ def test_bad_serve_command_lines(args, message, module_runs, tmp_path, capsys):
     bare = tmp_path / "bare"
     subprocess.run(["cp", "-r", str(module_runs["ppo"]), str(bare)], check=True)
     (tmp_path / "file").write_text("not a folder")
+    market = tmp_path / "market"
+    (market / "checkpoints" / "final").mkdir(parents=True)
+    env = yaml.safe_load((ROOT / "envs" / "marketplace.yaml").read_text())
+    (market / "spec.yaml").write_text(yaml.safe_dump({"env": env, "policy": {"algorithm": "PPO"}}))
     swap = {"CKPT": str(module_runs["ppo"]), "BARE": str(bare), "FILE": str(tmp_path / "file")}
+    swap["MARKET"] = str(market / "checkpoints" / "final")
     with pytest.raises(SystemExit) as exc:  # argparse exits itself; rayrec's errors return 2
         raise SystemExit(main(["serve", *[swap.get(a, a) for a in args]]))
     err = capsys.readouterr().err

@@ -41,8 +41,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.out is None:
             raise SpecError("--resume needs --out RUN (the run folder to continue)")
         env_spec, policy_spec, saved_run = load_run_spec(args.out)
-        if args.set or args.profile:
-            raise SpecError("--resume continues the saved spec; --set/--profile are not allowed")
+        if args.set or args.profile or args.init_from:
+            raise SpecError(
+                "--resume continues the saved spec; --set/--profile/--init-from are not allowed"
+            )
     else:
         if args.policy is None or (args.env is None and args.data is None):
             raise SpecError("train needs --env SPEC and --policy SPEC (or --resume --out RUN)")
@@ -78,6 +80,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         address=args.address,
         data=Path(saved_run["data"]) if saved_run.get("data") else args.data,
         **selection_options(policy_spec),
+        init_from=_init_from(args.init_from) if not args.resume else None,
     )
     if options.data is not None:
         import logging
@@ -97,6 +100,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
     _table(comparison_table(results))
     print(f"run folder: {out}")
     return 0
+
+
+def _init_from(path: Path | None) -> Path | None:
+    """``--init-from``: a folder holding RLModule state (checked before Ray starts)."""
+    from rayrec.contracts.layout import module_dir, module_ids
+
+    if path is None:
+        return None
+    if not path.is_dir():
+        raise SpecError(f"--init-from {path}: no such directory")
+    if module_dir(path) is None and not module_ids(path):
+        raise SpecError(f"--init-from {path}: not an rayrec/RLlib checkpoint (no RLModule state)")
+    return path
 
 
 def _log_env(data: Path) -> Any:

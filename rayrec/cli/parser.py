@@ -77,6 +77,12 @@ def build_parser() -> _Parser:
     )
     t.add_argument("--address", help="Ray cluster address (default: start Ray in-process)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument(
+        "--init-from",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="start from the RLModule weights of this checkpoint (a warm start, e.g. BC)",
+    )
     t.add_argument("--checkpoint-every", type=_positive_int, default=5, metavar="N")
     t.add_argument("--eval-users", type=_positive_int, default=None, metavar="N")
     t.add_argument("--baselines", type=_baselines, default=None, metavar="LIST")
@@ -92,7 +98,8 @@ def build_parser() -> _Parser:
     c.add_argument(
         "--behavior",
         required=True,
-        help="random | popular | greedy | ctr | epsilon-B:E (B: greedy, ctr, popular) | checkpoint:PATH",
+        help="random | popular | greedy | ctr | heuristic | epsilon-B:E (B: greedy, ctr, popular, "
+        "heuristic) | checkpoint:PATH",
     )
     c.add_argument("--users", type=_positive_int, required=True, help="user lifetimes to log")
     c.add_argument("--out", type=Path, required=True, help="log folder (must not exist)")

@@ -120,7 +120,8 @@ class ObservedHeuristicPolicy:
     def __init__(self, affinity: float = 4.0, watch: float = 4.0, prior: float = 3.0) -> None:
         self.affinity, self.watch, self.prior = affinity, watch, prior
 
-    def act(self, obs: dict[str, np.ndarray], sim: SessionSimulator) -> np.ndarray:
+    def scores(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """(B, M) scores of the candidates (masked candidates included: mask them to choose)."""
         responses, hmask = obs[Obs.HISTORY_RESPONSES], obs[Obs.HISTORY_MASK]
         items, scalars = obs[Obs.CANDIDATE_FEATURES], obs[Obs.CANDIDATE_SCALARS]
         mask = obs[Obs.ACTION_MASK]
@@ -129,12 +130,14 @@ class ObservedHeuristicPolicy:
         interest += self.prior * np.einsum("bm,bmd->bd", mask, items) / mask.shape[1]
         interest /= np.maximum(np.linalg.norm(interest, axis=1, keepdims=True), 1e-6)
         ctr = np.clip(scalars[:, :, 1], 1e-4, 1 - 1e-4)
-        scores = (
+        return (
             self.affinity * np.einsum("bd,bmd->bm", interest, items)
             + np.log(ctr / (1 - ctr))
             + self.watch * scalars[:, :, 2]
         )
-        return top_k_valid(scores, mask, sim.config.slate_size)
+
+    def act(self, obs: dict[str, np.ndarray], sim: SessionSimulator) -> np.ndarray:
+        return top_k_valid(self.scores(obs), obs[Obs.ACTION_MASK], sim.config.slate_size)
 
 
 BASELINES = {

@@ -8,8 +8,11 @@ Behaviour policies (``--behavior``):
 ``greedy``             *peeking* greedy-myopic ranker (true click probabilities; deterministic)
 ``ctr``                a production-style CTR ranker: the highest observable CTR estimates
                        (no peeking; clickbait-prone, as CTR models are)
-``epsilon-B:E``        base ranker B (greedy, ctr or popular) with probability 1-E, a uniformly
-                       random slate with probability E (``epsilon-greedy:0.2``, ``epsilon-ctr:0.1``)
+``heuristic``          the hand-written long-term scorer over the observation (the
+                       ``heuristic`` baseline; deterministic): logs for warm starts
+``epsilon-B:E``        base ranker B (greedy, ctr, popular or heuristic) with probability 1-E, a
+                       uniformly random slate with probability E (``epsilon-greedy:0.2``,
+                       ``epsilon-heuristic:0.2``)
 ``checkpoint:PATH``    a trained RLModule, sampling from the softmax of its scores
                        (Plackett-Luce, i.e. sequentially without replacement, for slates)
 =====================  =========================================================================
@@ -33,7 +36,7 @@ from rayrec.contracts.observation import Obs
 from rayrec.data.logs import LogWriter, discard, finish_log
 from rayrec.data.schema import Col, log_schema
 from rayrec.envs.observation import observe
-from rayrec.evaluation.baselines import top_k_valid
+from rayrec.evaluation.baselines import ObservedHeuristicPolicy, top_k_valid
 from rayrec.evaluation.policies import ModulePolicy
 from rayrec.evaluation.simulate import ci95, refill_slots
 from rayrec.sim import SessionSimulator
@@ -41,8 +44,16 @@ from rayrec.specs import EnvSpec
 
 __all__ = ["BEHAVIORS", "BehaviorPolicy", "collect", "parse_behavior"]
 
-BEHAVIORS = ("random", "popular", "greedy", "ctr", "epsilon-B:E", "checkpoint:PATH")
-_DETERMINISTIC = ("popular", "greedy", "ctr")
+BEHAVIORS = (
+    "random",
+    "popular",
+    "greedy",
+    "ctr",
+    "heuristic",
+    "epsilon-B:E",
+    "checkpoint:PATH",
+)
+_DETERMINISTIC = ("popular", "greedy", "ctr", "heuristic")
 
 
 class BehaviorPolicy:
@@ -79,6 +90,8 @@ class BehaviorPolicy:
         else:
             if self.kind == "greedy":
                 scores = sim.oracle_click_probability()
+            elif self.kind == "heuristic":  # the hand-written scorer over the observation
+                scores = ObservedHeuristicPolicy().scores(obs)
             else:  # observable statistics: log-popularity (0) or the CTR estimate (1)
                 scores = obs[Obs.CANDIDATE_SCALARS][:, :, 0 if self.kind == "popular" else 1]
             slate = top_k_valid(scores, mask, k)

@@ -40,6 +40,7 @@ from rayrec.run.folder import (
 )
 from rayrec.run.options import RunOptions
 from rayrec.run.progress import Progress, SamplingWatch, metrics_row
+from rayrec.run.warm import warm_start
 from rayrec.specs import EnvSpec, PolicySpec, SpecError, load_run_spec
 
 __all__ = ["Interrupted", "ensure_ray", "iterations", "train"]
@@ -177,6 +178,8 @@ def train(
             if reason is not None:
                 raise SpecError(f"--resume: {reason}")
             log(f"resumed {folder.root} at iteration {algo.iteration} ({spent:.0f} s trained)")
+        elif options.init_from is not None:
+            warm_start(algo, options.init_from, log)
         try:
             results = _train_loop(algo, folder, env, policy, options, spent, quiet, log)
         finally:

@@ -36,6 +36,8 @@ class RunOptions:
     """Evaluate the policy on ``select_users`` validation users every this many iterations and
     report the best of those checkpoints (``checkpoints/selected``) instead of the last one."""
     select_users: int = 500
+    init_from: Path | None = None
+    """A checkpoint whose RLModule weights the run starts from (a warm start), or None."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -50,6 +52,7 @@ class RunOptions:
             "baselines": list(self.baselines),
             "select_every": self.select_every,
             "select_users": self.select_users,
+            "init_from": None if self.init_from is None else str(Path(self.init_from).resolve()),
         }
 
     @property

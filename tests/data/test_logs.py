@@ -211,3 +211,34 @@ def test_same_seed_same_log(tmp_path):
     collect(_env(), "epsilon-greedy:0.5", users=10, out=b, seed=9)
     ta, tb = read_log(a).drop_columns([Col.TIME]), read_log(b).drop_columns([Col.TIME])
     assert ta.equals(tb)
+
+
+@pytest.mark.parametrize("epsilon", [None, 0.2])
+def test_heuristic_behaviour_logs_the_heuristic_baselines_choices(epsilon):
+    """``heuristic`` is the baseline's ranking (propensity 1); ``epsilon-heuristic:E`` mixes in
+    uniformly random slates and logs their probabilities."""
+    from rayrec.evaluation.baselines import ObservedHeuristicPolicy
+
+    config = SimConfig.from_dict(SMALL)
+    sim = SessionSimulator(config, 64, seed=0)
+    sim.reset()
+    for _ in range(3):
+        sim.step(np.zeros(64, dtype=np.int64))
+    obs = observe(sim)
+    text = "heuristic" if epsilon is None else f"epsilon-heuristic:{epsilon}"
+    policy = parse_behavior(text, seed=4)
+    slates = policy.act(obs, sim)
+    expected = ObservedHeuristicPolicy().act(obs, sim)
+    if epsilon is None:
+        np.testing.assert_array_equal(slates, expected)
+        assert (policy.last_propensity == 1.0).all()
+    else:
+        same = (slates == expected).all(axis=1)
+        assert 0 < (~same).sum() < 64 * 0.5  # about 20% explored (some draw the greedy slate)
+        valid = obs[Obs.ACTION_MASK].sum(axis=1)
+        k = config.slate_size
+        uniform = np.prod([1.0 / (valid - j) for j in range(k)], axis=0)
+        np.testing.assert_allclose(policy.last_propensity[~same], 0.2 * uniform[~same])
+        np.testing.assert_allclose(
+            policy.last_propensity[same], 0.8 + 0.2 * uniform[same], rtol=1e-12
+        )

@@ -14,7 +14,7 @@ from rayrec.contracts.fields import check_fields
 
 __all__ = ["ENCODERS", "SCORERS", "ModelConfig"]
 
-ENCODERS = ("none", "mean", "gru", "attention")
+ENCODERS = ("none", "mean", "gated", "gru", "attention")
 """History encoders (:mod:`rayrec.models.encoders` builds them)."""
 SCORERS = ("dot", "mlp")
 """How a user vector meets a candidate."""
@@ -25,7 +25,7 @@ class ModelConfig:
     """The ``model`` section of a policy spec."""
 
     encoder: str = "mean"
-    """History encoder: 'none', 'mean', 'gru' or 'attention'."""
+    """History encoder: 'none', 'mean', 'gated' (click-aware pooling), 'gru' or 'attention'."""
     hidden: int = 64
     """Width of the user and item towers and of the history encoder."""
     scorer: str = "dot"

@@ -9,7 +9,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ENCODERS", "AttentionEncoder", "GRUEncoder", "MeanPoolEncoder", "make_encoder"]
+__all__ = [
+    "ENCODERS",
+    "AttentionEncoder",
+    "GRUEncoder",
+    "GatedPoolEncoder",
+    "MeanPoolEncoder",
+    "make_encoder",
+]
 
 
 class MeanPoolEncoder(nn.Module):
@@ -24,6 +31,28 @@ class MeanPoolEncoder(nn.Module):
         """(B, H, F), (B, H) -> (B, E)."""
         h = self.proj(x) * mask.unsqueeze(-1)
         return h.sum(dim=1) / mask.sum(dim=1, keepdim=True).clamp(min=1.0)
+
+
+class GatedPoolEncoder(nn.Module):
+    """Click-aware pooling: each history entry is weighted by a learned gate on its features and
+    responses, ``w_h = softplus(g . x_h + c)``, so clicked and watched items can count and shown
+    but ignored ones fade; a linear (direction-keeping) and a ReLU projection are pooled with
+    those weights. A plain mean over every shown item dilutes the clicks with what the user
+    passed over; this encoder can express "the direction of the watched clicks" directly."""
+
+    def __init__(self, in_dim: int, hidden: int, history_len: int) -> None:
+        super().__init__()
+        self.gate = nn.Linear(in_dim, 1)
+        self.linear = nn.Linear(in_dim, hidden // 2)
+        self.proj = nn.Sequential(nn.Linear(in_dim, hidden - hidden // 2), nn.ReLU())
+        self.out_dim = hidden
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, H, F), (B, H) -> (B, E)."""
+        weight = nn.functional.softplus(self.gate(x)).squeeze(-1) * mask
+        total = weight.sum(dim=1, keepdim=True).clamp(min=1e-6)
+        h = torch.cat([self.linear(x), self.proj(x)], dim=-1)
+        return torch.einsum("bh,bhe->be", weight, h) / total
 
 
 class NoHistoryEncoder(nn.Module):
@@ -90,6 +119,7 @@ class AttentionEncoder(nn.Module):
 ENCODERS = {
     "none": NoHistoryEncoder,
     "mean": MeanPoolEncoder,
+    "gated": GatedPoolEncoder,
     "gru": GRUEncoder,
     "attention": AttentionEncoder,
 }

@@ -40,7 +40,7 @@ def _module(cls: type, env: HierarchicalSessionEnv, level: str, **model):
     )
 
 
-@pytest.mark.parametrize("encoder", ["none", "mean", "gru", "attention"])
+@pytest.mark.parametrize("encoder", ["none", "mean", "gated", "gru", "attention"])
 def test_high_level_logits_cover_the_options_and_respect_the_mask(encoder: str) -> None:
     env, obs = _observations(HIGH)
     obs[Obs.ACTION_MASK][:, 0] = 0  # make "explore" unavailable everywhere

@@ -19,7 +19,7 @@ from rayrec.models.slate import plackett_luce
 from rayrec.models.towers import MASKED_LOGIT
 
 SMALL = {"num_items": 300, "num_topics": 5, "num_candidates": 8, "history_len": 6, "embed_dim": 8}
-ENCODERS = ["none", "mean", "gru", "attention"]
+ENCODERS = ["none", "mean", "gated", "gru", "attention"]
 
 
 def _obs(num_envs: int = 16, steps: int = 3, **config):
@@ -178,7 +178,7 @@ def test_q_target_network_is_separate():
     assert not torch.allclose(a[torch.isfinite(a)], b[torch.isfinite(b)])
 
 
-@pytest.mark.parametrize("encoder", ["mean", "gru", "attention"])
+@pytest.mark.parametrize("encoder", ["mean", "gated", "gru", "attention"])
 def test_encoders_ignore_padding(encoder):
     torch.manual_seed(0)
     enc = make_encoder(encoder, in_dim=5, hidden=8, history_len=6).eval()
@@ -192,7 +192,7 @@ def test_encoders_ignore_padding(encoder):
     torch.testing.assert_close(out[1], enc(x2, mask)[1], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("encoder", ["mean", "gru", "attention"])
+@pytest.mark.parametrize("encoder", ["mean", "gated", "gru", "attention"])
 def test_encoders_handle_empty_and_variable_history(encoder):
     torch.manual_seed(0)
     enc = make_encoder(encoder, in_dim=5, hidden=8, history_len=6).eval()
@@ -242,3 +242,23 @@ def test_space_mismatch_is_a_clear_error():
             action_space=gym.spaces.Box(0, 1, (2,)),
             model_config={},
         )
+
+
+def test_gated_pooling_can_keep_the_clicked_entries_only():
+    """The gate reads the responses: with a gate on the click column the encoding is the mean of
+    the clicked entries' projections, whatever was shown and passed over."""
+    from rayrec.models.encoders import GatedPoolEncoder
+
+    torch.manual_seed(0)
+    enc = GatedPoolEncoder(in_dim=5, hidden=8, history_len=6).eval()
+    with torch.no_grad():
+        enc.gate.weight.zero_()
+        enc.gate.weight[0, 4] = 40.0  # column 4: the click
+        enc.gate.bias.fill_(-20.0)
+    x = torch.randn(1, 6, 5)
+    x[0, :, 4] = torch.tensor([0.0, 1.0, 0.0, 1.0, 0.0, 0.0])
+    mask = torch.ones(1, 6)
+    h = torch.cat([enc.linear(x), enc.proj(x)], dim=-1)[0]
+    torch.testing.assert_close(enc(x, mask)[0], h[[1, 3]].mean(0), rtol=1e-4, atol=1e-4)
+    x[0, [0, 2], :4] += 5.0  # what was not clicked does not move it
+    torch.testing.assert_close(enc(x, mask)[0], h[[1, 3]].mean(0), rtol=1e-4, atol=1e-4)

@@ -126,7 +126,9 @@ def test_a_hierarchical_checkpoint_is_served_over_http(hier_run: Path, tmp_path:
             models = client.get("/v1/models").json()
             assert models["models"][0]["levels"] == ["high", "low"]
             history = [{"item_id": i, "click": i % 2} for i in (3, 17, 42, 99)]
-            body = {"user_id": 7, "history": history, "mode": "sample", "seed": 1}
+            context = [0.0, 0.2, 0.5, 0.5, 0.1]  # else the hour of day moves between requests
+            body = {"user_id": 7, "history": history, "context": context, "mode": "sample"}
+            body["seed"] = 1
             answers = [client.post("/v1/recommend", json=body) for _ in range(2)]
             for answer in answers:
                 assert answer.status_code == 200, answer.text

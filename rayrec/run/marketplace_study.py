@@ -9,18 +9,21 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
+
 from rayrec.contracts.keys import MarketMetrics
 from rayrec.envs.marketplace.config import ROLES, MarketplaceConfig
 from rayrec.envs.marketplace.env import role_agents
 from rayrec.evaluation.marketplace import evaluate_market, module_actor, scripted_actor
+from rayrec.experiment import build_config
+from rayrec.run.loop import iterations as train_iterations
+from rayrec.specs import EnvSpec
 
 __all__ = ["exploitability", "learner_state", "platform_study", "random_actor", "train_market"]
 
 
 def _with(env_spec: Any, **changes: Any) -> Any:
     """A copy of a marketplace EnvSpec with some config fields changed."""
-    from rayrec.specs import EnvSpec
-
     values = env_spec.config.to_dict()
     values.update(changes)
     return EnvSpec(id=env_spec.id, config=MarketplaceConfig.from_dict(values))
@@ -38,8 +41,6 @@ def train_market(
     ``frozen`` maps module ids to RLModule states loaded before training and kept fixed (they are
     left out of ``policies_to_train``): the others' strategies in a best-response run.
     """
-    from rayrec.experiment import build_config
-
     config = build_config(env_spec, policy, seed=seed)
     if frozen:
         trainable = sorted(set(config.policies) - set(frozen))
@@ -53,9 +54,8 @@ def train_market(
         for module_id, state in frozen.items():
             _check_loaded(learner_state(algo, module_id), state, module_id)
     t0 = time.time()
-    for _ in range(iterations):
-        result = algo.train()
-    runners = result.get("env_runners", {})
+    results = [result for _, result, _ in train_iterations(algo, iterations, None)]
+    runners = results[-1].get("env_runners", {}) if results else {}
     summary = {
         "iterations": iterations,
         "env_steps": int(runners.get("num_env_steps_sampled_lifetime", 0)),
@@ -71,8 +71,6 @@ def learner_state(algo: Any, module_id: str) -> dict[str, Any]:
 
 def _check_loaded(loaded: dict[str, Any], state: dict[str, Any], module_id: str) -> None:
     """Raise if the weights ``loaded`` are not those of ``state`` (a frozen strategy)."""
-    import numpy as np
-
     for name, value in state.items():
         if not np.allclose(np.asarray(loaded[name]), np.asarray(value)):
             raise RuntimeError(f"frozen module {module_id!r}: weights {name!r} were not loaded")
@@ -80,8 +78,6 @@ def _check_loaded(loaded: dict[str, Any], state: dict[str, Any], module_id: str)
 
 def random_actor(seed: int = 0) -> Any:
     """Agents act uniformly at random (seeded); for reference levels in the results."""
-    import numpy as np
-
     rng = np.random.default_rng(seed)
 
     def act(obs: dict[str, Any], env: Any) -> dict[str, Any]:

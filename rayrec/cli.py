@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from rayrec.data.schema import LogError
+from rayrec.datasets import cli as datasets_cli
 from rayrec.runner import DEFAULT_BASELINES
 from rayrec.specs import SpecError
 
@@ -169,6 +170,7 @@ def _parser() -> _Parser:
     j.add_argument("job_id", nargs="?", metavar="ID")
     j.add_argument("--address", help="dashboard URL http://HOST:8265 (default $RAY_ADDRESS)")
     j.add_argument("--follow", action="store_true", help="logs: follow until the job ends")
+    datasets_cli.add_parser(sub)
     return p
 
 
@@ -479,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         "jobs": _cmd_jobs,
     }
     try:
-        return commands[args.command](args)
+        return getattr(args, "handler", commands.get(args.command))(args)
     except (SpecError, LogError) as e:
         print(f"rayrec: error: {e}", file=sys.stderr)
         return EXIT_USAGE

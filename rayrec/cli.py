@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 from rayrec.data.schema import LogError
 from rayrec.datasets import cli as datasets_cli
+from rayrec.nextitem import cli as nextitem_cli
 from rayrec.runner import DEFAULT_BASELINES
 from rayrec.specs import SpecError
 
@@ -171,6 +172,7 @@ def _parser() -> _Parser:
     j.add_argument("--address", help="dashboard URL http://HOST:8265 (default $RAY_ADDRESS)")
     j.add_argument("--follow", action="store_true", help="logs: follow until the job ends")
     datasets_cli.add_parser(sub)
+    nextitem_cli.add_parser(sub)
     return p
 
 

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "nextitem_ml100k.json"
 DOC = ROOT / "docs" / "data.md"
 START, END = "<!-- nextitem-table:start -->", "<!-- nextitem-table:end -->"
+STOPS = {"early-stopping": "early stop", "time-budget": "time budget", "epochs": "epoch cap"}
 LABELS = {"pop": "most-popular", "gru4rec": "GRU4Rec", "sasrec": "SASRec", "sqn": "SQN (GRU4Rec)"}
 
 
@@ -45,7 +46,8 @@ def _table(results: dict) -> str:
             continue
         r = results[name]
         t, v = r["test"], r["valid"]
-        epochs = "-" if name == "pop" else f"{r['best_epoch']} / {r['epochs_run']}"
+        stop = STOPS.get(r["stopped_by"], r["stopped_by"])
+        epochs = "-" if name == "pop" else f"{r['best_epoch']} / {r['epochs_run']} ({stop})"
         rows.append(
             f"| {LABELS[name]} | {t['hit@10']:.4f} | {t['ndcg@10']:.4f} | {t['mrr@10']:.4f} "
             f"| {t['hit@20']:.4f} | {t['ndcg@20']:.4f} | {v['ndcg@10']:.4f} | {epochs} "
@@ -69,12 +71,15 @@ def main() -> int:
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated, default all")
     p.add_argument("--seed", type=int, default=2020)
     p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--time-budget", type=float, help="wall seconds per model (default: none)")
     p.add_argument("--render", action="store_true", help="only rebuild the table")
     args = p.parse_args()
     if not args.render:
         data = build_sequences(load_ml100k().inter)
         for name in args.models.split(","):
-            cfg = TrainConfig(model=name, seed=args.seed, epochs=args.epochs)
+            cfg = TrainConfig(
+                model=name, seed=args.seed, epochs=args.epochs, time_budget_s=args.time_budget
+            )
             result = train_and_evaluate(
                 data, cfg, on_epoch=lambda c, n=name: print(n, json.dumps(c), flush=True)
             )

@@ -103,13 +103,14 @@ class GRU4RecConfig:
     """Dropout on the input item embeddings."""
 
     def __post_init__(self) -> None:
-        _check_positive("GRU4RecConfig", **{"embedding_size": self.embedding_size})
-        _check_positive("GRU4RecConfig", hidden_size=self.hidden_size)
+        _check_positive(
+            "GRU4RecConfig", embedding_size=self.embedding_size, hidden_size=self.hidden_size
+        )
         _check_dropout("GRU4RecConfig", dropout=self.dropout)
 
 
 class GRU4Rec(_Sequential):
-    """RecBole's GRU4Rec: item embedding -> dropout -> GRU (no bias) -> dense; tied output."""
+    """RecBole's GRU4Rec: item embedding -> dropout -> 1-layer GRU (no bias) -> dense; tied output."""
 
     def __init__(self, num_items: int, max_len: int, config: GRU4RecConfig | None = None) -> None:
         super().__init__()

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 RUN ?= runs/demo
 
-.PHONY: install demo test test-fast lint format bench clean
+.PHONY: install data demo test test-fast lint format bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+## Public datasets (never in the repository; cached in $RAYREC_DATA, default ~/.cache/rayrec).
+data: $(STAMP)
+	$(BIN)/rayrec data fetch ml-100k
+
 ## The main job: train PPO on the default session env (about 10 minutes on 2 CPUs), then compare
 ## it with the baselines.
 demo: $(STAMP)
@@ -22,7 +26,7 @@ demo: $(STAMP)
 	$(BIN)/rayrec train --env envs/session.yaml --policy policies/ppo.yaml --out $(RUN)
 
 ## Lint, format check and the whole test suite (unit, integration, learning; GPU tests skip).
-test: $(STAMP) lint
+test: $(STAMP) lint data
 	$(BIN)/python -m pytest -m "not gpu" --durations=15
 
 ## Unit tests only (no Ray): seconds.

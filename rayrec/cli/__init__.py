@@ -18,7 +18,8 @@ __all__ = ["EXIT_USAGE", "main"]
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        handler = getattr(args, "handler", None) or COMMANDS[args.command]
+        return handler(args)
     except (SpecError, LogError) as e:
         print(f"rayrec: error: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -7,6 +7,9 @@ import math
 from pathlib import Path
 from typing import Any, NoReturn
 
+from rayrec.datasets import cli as datasets_cli
+from rayrec.nextitem import cli as nextitem_cli
+
 __all__ = ["EXIT_USAGE", "build_parser"]
 
 EXIT_USAGE = 2
@@ -166,4 +169,7 @@ def build_parser() -> _Parser:
     j.add_argument("job_id", nargs="?", metavar="ID")
     j.add_argument("--address", help="dashboard URL http://HOST:8265 (default $RAY_ADDRESS)")
     j.add_argument("--follow", action="store_true", help="logs: follow until the job ends")
+    # Subcommands that bring their own parser and handler (``set_defaults(handler=...)``).
+    datasets_cli.add_parser(sub)
+    nextitem_cli.add_parser(sub)
     return p

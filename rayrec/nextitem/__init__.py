@@ -1,0 +1,1 @@
+"""Next-item recommendation on public data under RecBole's sequential protocol (docs/data.md)."""

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 RUN ?= runs/demo
 
-.PHONY: install demo test test-fast lint format bench clean
+.PHONY: install demo test test-fast lint format bench clean data
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,13 @@ demo: $(STAMP)
 	rm -rf $(RUN)
 	$(BIN)/rayrec train --env envs/session.yaml --policy policies/ppo.yaml --out $(RUN)
 
+## Public datasets the tests read: the Open Bandit Dataset sample (pip download of the obp sdist,
+## sha256-checked, cached under $${RAYREC_DATA:-~/.cache/rayrec}/obd; nothing when already cached).
+data: $(STAMP)
+	$(BIN)/rayrec data fetch obd
+
 ## Lint, format check and the whole test suite (unit, integration, learning; GPU tests skip).
-test: $(STAMP) lint
+test: $(STAMP) lint data
 	$(BIN)/python -m pytest -m "not gpu" --durations=15
 
 ## Unit tests only (no Ray): seconds.

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from rayrec.data.schema import LogError
+from rayrec.datasets import cli as data_cli
+from rayrec.ope import cli as ope_cli
 from rayrec.runner import DEFAULT_BASELINES
 from rayrec.specs import SpecError
 
@@ -169,6 +171,8 @@ def _parser() -> _Parser:
     j.add_argument("job_id", nargs="?", metavar="ID")
     j.add_argument("--address", help="dashboard URL http://HOST:8265 (default $RAY_ADDRESS)")
     j.add_argument("--follow", action="store_true", help="logs: follow until the job ends")
+    ope_cli.add_parser(sub)
+    data_cli.add_parser(sub)
     return p
 
 
@@ -477,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:
         "serve": _cmd_serve,
         "submit": _cmd_jobs,
         "jobs": _cmd_jobs,
+        "ope": ope_cli.run,
+        "data": data_cli.run,
     }
     try:
         return commands[args.command](args)

@@ -23,8 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from rayrec.data.logs import read_log, read_log_meta
-from rayrec.data.schema import Col, LogError, column_array, expand_observations
+from rayrec.data.collect import _run as run_behavior
+from rayrec.data.collect import parse_behavior
+from rayrec.data.logs import LogWriter, discard, finish_log, read_log, read_log_meta
+from rayrec.data.schema import Col, LogError, column_array, expand_observations, log_schema
 from rayrec.envs.observation import Obs
 from rayrec.evaluation.baselines import (
     ObservedHeuristicPolicy,
@@ -40,7 +42,7 @@ from rayrec.ope.trajectory import TrajectoryLog
 from rayrec.runner import find_run_dir, load_run_spec
 from rayrec.sim import SimConfig
 from rayrec.sim.catalog import world_catalog
-from rayrec.specs import SpecError
+from rayrec.specs import EnvSpec, SpecError, load_yaml
 
 __all__ = [
     "PEEKING",
@@ -48,7 +50,9 @@ __all__ = [
     "USER_ERRORS",
     "EvalPolicy",
     "SimLogs",
+    "collect_with_step_truth",
     "ground_truth",
+    "load_env",
     "load_sim_logs",
     "make_eval_policy",
 ]
@@ -300,3 +304,82 @@ def ground_truth(logs: SimLogs, policy: EvalPolicy) -> float:
         seed=int(logs.meta["seed"]),
     )
     return float(result["return_mean"])
+
+
+def load_env(path: str | Path) -> EnvSpec:
+    """An environment spec (``envs/*.yaml``)."""
+    return EnvSpec.from_dict(load_yaml(path), str(path))
+
+
+class _RecordingBehavior:
+    """A behaviour policy that, before acting, records every evaluation policy's expected
+    immediate reward on the current states: sum_a pi_e(a | x) P(click | a, latent state)."""
+
+    def __init__(self, inner: Any, policies: dict[str, EvalPolicy], reward_click: float) -> None:
+        self.inner, self.policies, self.reward_click = inner, policies, reward_click
+        self.name = inner.name
+        self.keys: list[np.ndarray] = []
+        self.values: dict[str, list[np.ndarray]] = {name: [] for name in policies}
+
+    def act(self, obs: dict[str, np.ndarray], sim: Any) -> np.ndarray:
+        click = sim.oracle_click_probability().astype(np.float64)
+        key = sim.user_id.astype(np.int64) * 1_000_000 + sim.lifetime_steps.astype(np.int64)
+        self.keys.append(key)
+        for name, policy in self.policies.items():
+            expected = (policy.distribution(obs) * click).sum(axis=1) * self.reward_click
+            self.values[name].append(expected)
+        slate = self.inner.act(obs, sim)
+        self.last_propensities = self.inner.last_propensities
+        self.last_propensity = self.inner.last_propensity
+        return slate
+
+
+def collect_with_step_truth(
+    env: EnvSpec,
+    behavior: str,
+    users: int,
+    out: str | Path,
+    seed: int,
+    policies: dict[str, EvalPolicy],
+) -> dict[str, float]:
+    """``rayrec collect`` that also returns each policy's true step-level value on the log.
+
+    The step-level estimand is the evaluation policy's mean immediate reward on the logged
+    states; the simulator knows it exactly while logging (the click probability of every
+    candidate in the current latent state). Only for k = 1 and a click-only reward.
+    """
+    config = env.config
+    if config.slate_size != 1:
+        raise SpecError("the step-level truth needs slate_size 1")
+    if any(getattr(config, f) != 0 for f in ("reward_watch", "reward_like", "reward_skip")):
+        raise SpecError("the step-level truth needs a click-only reward")
+    out = Path(out)
+    recorder = _RecordingBehavior(
+        parse_behavior(behavior, seed=seed), policies, config.reward_click
+    )
+    meta: dict[str, Any] = {"env": env.to_dict(), "behavior": behavior, "seed": seed}
+    tmp = out.with_name(f".{out.name}.partial")
+    discard(tmp)
+    writer = LogWriter(tmp, log_schema(config, meta))
+    try:
+        returns = run_behavior(recorder, config, users, seed, 1024, writer, None)
+        writer.flush()
+        meta.update(
+            rows=writer.rows,
+            episodes=users,
+            files=writer.parts,
+            behavior_return_mean=float(returns.mean()),
+        )
+        finish_log(tmp, out, meta)
+    except BaseException:
+        discard(tmp)
+        raise
+    table = read_log(out, columns=[Col.EPISODE_ID, Col.T])
+    logged = table.column(Col.EPISODE_ID).to_numpy() * 1_000_000 + table.column(Col.T).to_numpy()
+    keys = np.concatenate(recorder.keys)
+    order = np.argsort(keys, kind="stable")
+    where = order[np.searchsorted(keys, logged, sorter=order)]
+    return {
+        name: float(np.concatenate(values)[where].mean())
+        for name, values in recorder.values.items()
+    }

@@ -19,6 +19,7 @@ Raw numbers go to ``--json``.
 
     python benchmarks/ope_sim.py --checkpoint runs/ppo_ope/checkpoints/final \\
         [--seeds 20] [--users 5000] [--out FILE.md] [--json FILE.json]
+    python benchmarks/ope_sim.py --from-json FILE.json [--out FILE.md]   # table of a run so far
 """
 
 from __future__ import annotations
@@ -54,7 +55,16 @@ def main() -> None:
     parser.add_argument("--env", type=Path, default=ROOT / "envs" / "session.yaml")
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     parser.add_argument("--json", type=Path, help="write every seed's numbers here")
+    parser.add_argument(
+        "--from-json", type=Path, help="only summarise the numbers of an earlier --json run"
+    )
     args = parser.parse_args()
+    if args.from_json is not None:
+        table = summarise(json.loads(args.from_json.read_text()), args)
+        print(table)
+        if args.out:
+            args.out.write_text(table + "\n")
+        return
     env = load_env(args.env)
     names = {"heuristic": "heuristic", "random": "random"}
     if args.checkpoint is not None:

@@ -79,6 +79,15 @@ def test_sim_log_step_and_trajectory(logs, capsys):
     assert trajectory["ground_truth"] > 0  # the heuristic played in the log's world
 
 
+def test_sim_log_slate_level_equals_ips_for_single_item_slates(logs, capsys):
+    argv = ("--data", str(logs["eps"]), "--policy", "popular", "--json", "--bootstrap", "20")
+    slate = json.loads(_run(capsys, *argv, "--level", "slate")[1])["estimates"]
+    step = json.loads(_run(capsys, *argv, "--estimators", "ipw")[1])["estimates"]
+    assert list(slate) == ["sips", "rips"]
+    assert slate["sips"]["value"] == pytest.approx(step["ipw"]["value"])
+    assert slate["rips"]["value"] == pytest.approx(step["ipw"]["value"])
+
+
 def test_table_output_flags_degenerate_weights(logs, capsys):
     code, out, err = _run(
         capsys,

@@ -32,7 +32,6 @@ from rayrec.evaluation.baselines import (
     ObservedHeuristicPolicy,
     PopularPolicy,
     RandomPolicy,
-    top_k_valid,
 )
 from rayrec.evaluation.simulate import evaluate
 from rayrec.experiment import ModulePolicy
@@ -89,9 +88,9 @@ class EvalPolicy:
 
     name: str
     scores: Callable[[dict[str, np.ndarray]], np.ndarray] | None
-    """(B, M) logits of a stochastic policy (softmax / Plackett-Luce), or None if deterministic."""
-    act: Callable[[dict[str, np.ndarray], Any], np.ndarray]
-    """(B, k) slate of a deterministic policy (or a sample of a stochastic one)."""
+    """(B, M) logits of a stochastic policy (softmax / Plackett-Luce); None for a deterministic one."""
+    act: Callable[[dict[str, np.ndarray], Any], np.ndarray] | None
+    """(B, k) slate of a deterministic policy; None for a stochastic one."""
     simulator_policy: Any
     """The same policy as rayrec.evaluation plays it (for the ground truth)."""
 
@@ -99,7 +98,7 @@ class EvalPolicy:
         """(B, k) probability of the logged item at j given the logged items above it."""
         mask = obs[Obs.ACTION_MASK].astype(bool).copy()
         rows = np.arange(len(slate))
-        if self.scores is None:
+        if self.act is not None:
             own = self.act(obs, _SlateSize(k))
             return np.cumprod(own == slate, axis=1).astype(np.float64)
         logits = np.asarray(self.scores(obs), dtype=np.float64)
@@ -115,7 +114,7 @@ class EvalPolicy:
     def distribution(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         """(B, M) probability of every candidate as the single item of the decision."""
         mask = obs[Obs.ACTION_MASK].astype(bool)
-        if self.scores is None:
+        if self.act is not None:
             return np.eye(mask.shape[1])[self.act(obs, _SlateSize(1))[:, 0]]
         logits = np.where(mask, np.asarray(self.scores(obs), dtype=np.float64), -np.inf)
         weights = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -143,12 +142,8 @@ def make_eval_policy(name: str, config: SimConfig, seed: int = 0) -> EvalPolicy:
         )
     _check_world(path, config)
     module = ModulePolicy.from_checkpoint(path)
-
-    def sample(obs: dict[str, np.ndarray], sim: Any) -> np.ndarray:
-        return top_k_valid(module.scores(obs), obs[Obs.ACTION_MASK], sim.config.slate_size)
-
     return EvalPolicy(
-        name, module.scores, sample, ModulePolicy(module.module, greedy=False, seed=seed)
+        name, module.scores, None, ModulePolicy(module.module, greedy=False, seed=seed)
     )
 
 

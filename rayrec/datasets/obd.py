@@ -111,18 +111,22 @@ def verify_obd(root: str | Path | None = None) -> Path:
     return folder
 
 
-def fetch_obd(root: str | Path | None = None, sdist: str | Path | None = None) -> Path:
+def fetch_obd(
+    root: str | Path | None = None, force: bool = False, sdist: str | Path | None = None
+) -> Path:
     """Download (unless ``sdist`` is given), extract, verify and cache the OBD sample.
 
-    Nothing is fetched when the cache is already complete and intact. The files are written to a
+    ``fetch_obd(root, force)`` has the shape of a dataset registry's fetcher. Nothing is fetched
+    when the cache is already complete and intact, unless ``force``. The files are written to a
     temporary folder next to the cache and renamed into place, so an interrupted fetch never
     leaves a half-written cache. Returns the cache folder.
     """
     folder = obd_dir(root)
-    try:
-        return verify_obd(root)
-    except DataError:
-        pass
+    if not force:
+        try:
+            return verify_obd(root)
+        except DataError:
+            pass
     folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".obd-fetch-", dir=folder.parent) as tmp:
         tmp_path = Path(tmp)

@@ -9,7 +9,7 @@ evaluation policy (``heuristic``, ``random``, a trained checkpoint) is estimated
   knows exactly while logging (``collect_with_step_truth``);
 - trajectory level (a user lifetime): the truth is the policy's mean lifetime return played in
   the same world on the same seed and number of users (``rayrec.evaluation.evaluate``; itself a
-  mean over U users, its own 95% half-width is printed).
+  mean over U users, so it carries its own sampling noise).
 
 Reported per policy, level and estimator, over the seeds: the mean relative error
 |estimate - truth| / truth, the coverage of the 95% bootstrap interval (share of seeds whose

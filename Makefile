@@ -15,9 +15,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-## Public datasets (never in the repository; cached in $RAYREC_DATA, default ~/.cache/rayrec).
+## Public datasets the tests read (never in the repository): MovieLens-100k (from the recbole
+## 1.2.1 wheel) and the Open Bandit Dataset sample (from the obp 0.5.7 sdist), pip-downloaded,
+## sha256-checked and cached in $${RAYREC_DATA:-~/.cache/rayrec}; nothing to do when cached.
 data: $(STAMP)
 	$(BIN)/rayrec data fetch ml-100k
+	$(BIN)/rayrec data fetch obd
 
 ## The main job: train PPO on the default session env (about 10 minutes on 2 CPUs), then compare
 ## it with the baselines.

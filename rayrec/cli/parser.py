@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 
 from rayrec.datasets import cli as datasets_cli
 from rayrec.nextitem import cli as nextitem_cli
+from rayrec.ope import cli as ope_cli
 
 __all__ = ["EXIT_USAGE", "build_parser"]
 
@@ -172,4 +173,5 @@ def build_parser() -> _Parser:
     # Subcommands that bring their own parser and handler (``set_defaults(handler=...)``).
     datasets_cli.add_parser(sub)
     nextitem_cli.add_parser(sub)
+    ope_cli.add_parser(sub)
     return p

@@ -1,0 +1,380 @@
+"""The one adapter between ``rayrec.ope`` and the rest of rayrec: simulator logs and policies.
+
+Every import of rayrec outside ``rayrec.ope`` and ``rayrec.datasets`` lives in this module, so a
+restructuring of the package only has to fix the imports here.
+
+It turns a ``rayrec collect`` log (``rayrec.data``) and an evaluation policy into the arrays the
+numpy estimators take (:class:`StepLog`, :class:`SlateLog`, :class:`TrajectoryLog`), and computes
+the ground truth by playing the policy in the simulator of the log's world.
+
+Evaluation policies: the baselines that see only the observation (``random``, ``popular``,
+``heuristic``; ``greedy`` and ``longterm`` peek at the latent user state, which a log does not
+hold) and any rayrec checkpoint, whose distribution over the logged candidates is the softmax of
+its scores (Plackett-Luce for slates), as ``collect --behavior checkpoint:PATH`` samples it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from rayrec.contracts.layout import find_run_dir
+from rayrec.contracts.observation import Obs
+from rayrec.data.logs import LogWriter, discard, finish_log, read_log, read_log_meta
+from rayrec.data.schema import Col, LogError, column_array, expand_observations, log_schema
+from rayrec.evaluation.baselines import (
+    ObservedHeuristicPolicy,
+    PopularPolicy,
+    RandomPolicy,
+)
+from rayrec.evaluation.collect import _run as run_behavior
+from rayrec.evaluation.collect import parse_behavior
+from rayrec.evaluation.policies import ModulePolicy
+from rayrec.evaluation.simulate import evaluate
+from rayrec.ope.slate import SlateLog
+from rayrec.ope.step import StepLog
+from rayrec.ope.trajectory import TrajectoryLog
+from rayrec.sim import SimConfig
+from rayrec.sim.catalog import world_catalog
+from rayrec.specs import EnvSpec, SpecError, load_run_spec, load_yaml
+
+__all__ = [
+    "PEEKING",
+    "SIM_POLICIES",
+    "USER_ERRORS",
+    "EvalPolicy",
+    "SimLogs",
+    "collect_with_step_truth",
+    "ground_truth",
+    "load_env",
+    "load_sim_logs",
+    "make_eval_policy",
+]
+
+SIM_POLICIES = ("random", "popular", "heuristic")
+"""Baselines evaluable from logs (they see only the observation)."""
+PEEKING = ("greedy", "longterm")
+USER_ERRORS = (LogError, SpecError)
+"""Errors of rayrec internals that are the user's input (one line, exit 2)."""
+WORLD_FIELDS = (
+    "world_seed",
+    "num_items",
+    "embed_dim",
+    "num_topics",
+    "num_candidates",
+    "slate_size",
+    "history_len",
+)
+"""SimConfig fields that make a world: a checkpoint and a log must agree on all of them."""
+CHUNK = 20_000
+
+
+class _SlateSize:
+    """What a baseline's ``act`` reads from the simulator besides the observation: the slate size
+    (``config.slate_size``); the non-peeking baselines read nothing else."""
+
+    def __init__(self, k: int) -> None:
+        self.config = SimpleNamespace(slate_size=k)
+
+
+@dataclass(frozen=True)
+class EvalPolicy:
+    """An evaluation policy on simulator observations."""
+
+    name: str
+    scores: Callable[[dict[str, np.ndarray]], np.ndarray] | None
+    """(B, M) logits of a stochastic policy (softmax / Plackett-Luce); None for a deterministic one."""
+    act: Callable[[dict[str, np.ndarray], Any], np.ndarray] | None
+    """(B, k) slate of a deterministic policy; None for a stochastic one."""
+    simulator_policy: Any
+    """The same policy as rayrec.evaluation plays it (for the ground truth)."""
+
+    def sequential_probs(self, obs: dict[str, np.ndarray], slate: np.ndarray, k: int) -> np.ndarray:
+        """(B, k) probability of the logged item at j given the logged items above it."""
+        mask = obs[Obs.ACTION_MASK].astype(bool).copy()
+        rows = np.arange(len(slate))
+        if self.act is not None:
+            own = self.act(obs, _SlateSize(k))
+            return np.cumprod(own == slate, axis=1).astype(np.float64)
+        logits = np.asarray(self.scores(obs), dtype=np.float64)
+        probs = np.empty(slate.shape)
+        for j in range(k):
+            masked = np.where(mask, logits, -np.inf)
+            top = masked.max(axis=1, keepdims=True)
+            weights = np.where(mask, np.exp(masked - top), 0.0)
+            probs[:, j] = weights[rows, slate[:, j]] / weights.sum(axis=1)
+            mask[rows, slate[:, j]] = False
+        return probs
+
+    def distribution(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """(B, M) probability of every candidate as the single item of the decision."""
+        mask = obs[Obs.ACTION_MASK].astype(bool)
+        if self.act is not None:
+            return np.eye(mask.shape[1])[self.act(obs, _SlateSize(1))[:, 0]]
+        logits = np.where(mask, np.asarray(self.scores(obs), dtype=np.float64), -np.inf)
+        weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return weights / weights.sum(axis=1, keepdims=True)
+
+
+def make_eval_policy(name: str, config: SimConfig, seed: int = 0) -> EvalPolicy:
+    """The evaluation policy ``name``: a non-peeking baseline or a checkpoint path."""
+    if name in PEEKING:
+        raise SpecError(
+            f"--policy {name} peeks at the latent user state, which logs do not hold; "
+            f"evaluable from logs: {', '.join(SIM_POLICIES)} or a checkpoint"
+        )
+    if name == "random":
+        return EvalPolicy(
+            name, lambda obs: np.zeros(obs[Obs.ACTION_MASK].shape), None, RandomPolicy(seed)
+        )
+    if name in ("popular", "heuristic"):
+        policy = PopularPolicy() if name == "popular" else ObservedHeuristicPolicy()
+        return EvalPolicy(name, None, policy.act, policy)
+    path = Path(name)
+    if not path.exists():
+        raise SpecError(
+            f"--policy {name!r}: neither a policy ({', '.join(SIM_POLICIES)}) nor a checkpoint"
+        )
+    _check_world(path, config)
+    module = ModulePolicy.from_checkpoint(path)
+    return EvalPolicy(
+        name, module.scores, None, ModulePolicy(module.module, greedy=False, seed=seed)
+    )
+
+
+def _check_world(checkpoint: Path, config: SimConfig) -> None:
+    run = find_run_dir(checkpoint.resolve())
+    if run is None:
+        raise SpecError(f"--policy {checkpoint}: no spec.yaml above it; cannot check its world")
+    trained = load_run_spec(run)[0].config
+    for field in WORLD_FIELDS:
+        mine, theirs = getattr(trained, field), getattr(config, field)
+        if mine != theirs:
+            raise SpecError(
+                f"--policy {checkpoint} comes from another world: {field} {mine} "
+                f"(its run) against {theirs} (the log)"
+            )
+
+
+@dataclass(frozen=True)
+class SimLogs:
+    """A simulator log prepared for every level, and what is known about the truth."""
+
+    config: SimConfig
+    meta: dict[str, Any]
+    step: StepLog | None
+    """None when the log has slates (k > 1): use the slate level."""
+    slate: SlateLog
+    trajectory: TrajectoryLog
+
+
+def _features(obs: dict[str, np.ndarray]) -> np.ndarray:
+    """(B, M, 4) observable action features: log-popularity, CTR and watch estimates, affinity.
+
+    Affinity is the cosine of the item with the watch-weighted clicked history (the interest
+    estimate of the ``heuristic`` baseline).
+    """
+    responses, hmask = obs[Obs.HISTORY_RESPONSES], obs[Obs.HISTORY_MASK]
+    weight = responses[:, :, 0] * hmask * (0.5 + responses[:, :, 1])
+    interest = np.einsum("bh,bhd->bd", weight, obs[Obs.HISTORY_FEATURES])
+    interest /= np.maximum(np.linalg.norm(interest, axis=1, keepdims=True), 1e-6)
+    affinity = np.einsum("bd,bmd->bm", interest, obs[Obs.CANDIDATE_FEATURES])
+    scalars = obs[Obs.CANDIDATE_SCALARS][:, :, :3]
+    return np.concatenate([scalars, affinity[:, :, None]], axis=2).astype(np.float32)
+
+
+def load_sim_logs(
+    folder: str | Path, policy_name: str, seed: int = 0
+) -> tuple[SimLogs, EvalPolicy]:
+    """Read a ``rayrec collect`` log and compute the evaluation policy on every logged row."""
+    table = read_log(folder)
+    meta = read_log_meta(folder)
+    config = SimConfig.from_dict(meta["env"]["config"])
+    policy = make_eval_policy(policy_name, config, seed)
+    catalog = world_catalog(config)
+    k = config.slate_size
+    columns = {name: table.column(name) for name in table.column_names}
+    n = table.num_rows
+    propensities = column_array(columns[Col.PROPENSITIES], n).astype(np.float64)
+    if not np.all(np.isfinite(propensities)) or np.any(propensities <= 0):
+        raise LogError(f"{folder}: rows without valid propensities (column {Col.PROPENSITIES!r})")
+    action = column_array(columns[Col.ACTION], n).astype(np.int64)
+    m = config.num_candidates
+    eval_seq = np.empty((n, k))
+    dist = np.empty((n, m)) if k == 1 else None
+    feats = np.empty((n, m, 4), dtype=np.float32)
+    for start in range(0, n, CHUNK):
+        part = {name: col.slice(start, CHUNK) for name, col in columns.items()}
+        obs = expand_observations(part, catalog, config)
+        stop = start + len(obs[Obs.ACTION_MASK])
+        eval_seq[start:stop] = policy.sequential_probs(obs, action[start:stop], k)
+        feats[start:stop] = _features(obs)
+        if dist is not None:
+            dist[start:stop] = policy.distribution(obs)
+    responses_click = column_array(columns[Col.CLICK_POSITION], n).reshape(n)
+    reward = columns[Col.REWARD].to_numpy().astype(np.float64)
+    per_position = np.zeros((n, k))
+    clicked = responses_click >= 0
+    per_position[np.flatnonzero(clicked), responses_click[clicked]] = reward[clicked]
+    context = column_array(columns[Col.CONTEXT], n).astype(np.float64)
+    step = None
+    if dist is not None:
+        step = StepLog(
+            reward=reward,
+            pscore=propensities[:, 0],
+            action=action[:, 0],
+            eval_dist=dist,
+            context=context,
+            action_features=feats,
+        )
+    slate = SlateLog(rewards=per_position, behavior_seq=propensities, eval_seq=eval_seq)
+    trajectory = _trajectories(
+        columns,
+        n,
+        reward,
+        eval_seq.prod(axis=1),
+        propensities,
+        action,
+        feats,
+        dist,
+        context,
+        config,
+    )
+    return SimLogs(config, meta, step, slate, trajectory), policy
+
+
+def _trajectories(
+    columns: dict[str, Any],
+    n: int,
+    reward: np.ndarray,
+    eval_prob: np.ndarray,
+    propensities: np.ndarray,
+    action: np.ndarray,
+    feats: np.ndarray,
+    dist: np.ndarray | None,
+    context: np.ndarray,
+    config: SimConfig,
+) -> TrajectoryLog:
+    """Padded (N, T) lifetimes; FQE features phi(s, a) = [1, context, action features, t]."""
+    episode = columns[Col.EPISODE_ID].to_numpy()
+    t = columns[Col.T].to_numpy().astype(np.int64)
+    order = np.lexsort((t, episode))
+    _, row_of, lengths = np.unique(episode[order], return_inverse=True, return_counts=True)
+    big_n, big_t = len(lengths), int(lengths.max())
+    pos = t[order]
+    ratio = np.ones((big_n, big_t))
+    rewards = np.zeros((big_n, big_t))
+    alive = np.zeros((big_n, big_t), dtype=bool)
+    ratio[row_of, pos] = (eval_prob / propensities.prod(axis=1))[order]
+    rewards[row_of, pos] = reward[order]
+    alive[row_of, pos] = True
+    horizon = config.max_sessions * config.max_steps_per_session
+    time_feature = (t / max(horizon, 1))[:, None]
+    base = np.concatenate([np.ones((n, 1)), context, time_feature], axis=1)
+    if dist is None:  # slates: the first position's item stands for the slate
+        logged = feats[np.arange(n), action[:, 0]]
+        expected = logged
+    else:
+        logged = feats[np.arange(n), action[:, 0]]
+        expected = np.einsum("nm,nmd->nd", dist, feats)
+    d = base.shape[1] + feats.shape[2]
+    q_features = np.zeros((big_n, big_t, d))
+    pi_features = np.zeros((big_n, big_t, d))
+    q_features[row_of, pos] = np.concatenate([base, logged], axis=1)[order]
+    pi_features[row_of, pos] = np.concatenate([base, expected], axis=1)[order]
+    return TrajectoryLog(rewards, ratio, alive, q_features, pi_features)
+
+
+def ground_truth(logs: SimLogs, policy: EvalPolicy) -> float:
+    """Mean lifetime return of the policy played in the log's world, same seed, same user count."""
+    result = evaluate(
+        policy.simulator_policy,
+        logs.config,
+        users=int(logs.meta["episodes"]),
+        seed=int(logs.meta["seed"]),
+    )
+    return float(result["return_mean"])
+
+
+def load_env(path: str | Path) -> EnvSpec:
+    """An environment spec (``envs/*.yaml``)."""
+    return EnvSpec.from_dict(load_yaml(path), str(path))
+
+
+class _RecordingBehavior:
+    """A behaviour policy that, before acting, records every evaluation policy's expected
+    immediate reward on the current states: sum_a pi_e(a | x) P(click | a, latent state)."""
+
+    def __init__(self, inner: Any, policies: dict[str, EvalPolicy], reward_click: float) -> None:
+        self.inner, self.policies, self.reward_click = inner, policies, reward_click
+        self.name = inner.name
+        self.keys: list[np.ndarray] = []
+        self.values: dict[str, list[np.ndarray]] = {name: [] for name in policies}
+
+    def act(self, obs: dict[str, np.ndarray], sim: Any) -> np.ndarray:
+        click = sim.oracle_click_probability().astype(np.float64)
+        key = sim.user_id.astype(np.int64) * 1_000_000 + sim.lifetime_steps.astype(np.int64)
+        self.keys.append(key)
+        for name, policy in self.policies.items():
+            expected = (policy.distribution(obs) * click).sum(axis=1) * self.reward_click
+            self.values[name].append(expected)
+        slate = self.inner.act(obs, sim)
+        self.last_propensities = self.inner.last_propensities
+        self.last_propensity = self.inner.last_propensity
+        return slate
+
+
+def collect_with_step_truth(
+    env: EnvSpec,
+    behavior: str,
+    users: int,
+    out: str | Path,
+    seed: int,
+    policies: dict[str, EvalPolicy],
+) -> dict[str, float]:
+    """``rayrec collect`` that also returns each policy's true step-level value on the log.
+
+    The step-level estimand is the evaluation policy's mean immediate reward on the logged
+    states; the simulator knows it exactly while logging (the click probability of every
+    candidate in the current latent state). Only for k = 1 and a click-only reward.
+    """
+    config = env.config
+    if config.slate_size != 1:
+        raise SpecError("the step-level truth needs slate_size 1")
+    if any(getattr(config, f) != 0 for f in ("reward_watch", "reward_like", "reward_skip")):
+        raise SpecError("the step-level truth needs a click-only reward")
+    out = Path(out)
+    recorder = _RecordingBehavior(
+        parse_behavior(behavior, seed=seed), policies, config.reward_click
+    )
+    meta: dict[str, Any] = {"env": env.to_dict(), "behavior": behavior, "seed": seed}
+    tmp = out.with_name(f".{out.name}.partial")
+    discard(tmp)
+    writer = LogWriter(tmp, log_schema(config, meta))
+    try:
+        returns = run_behavior(recorder, config, users, seed, 1024, writer, None)
+        writer.flush()
+        meta.update(
+            rows=writer.rows,
+            episodes=users,
+            files=writer.parts,
+            behavior_return_mean=float(returns.mean()),
+        )
+        finish_log(tmp, out, meta)
+    except BaseException:
+        discard(tmp)
+        raise
+    table = read_log(out, columns=[Col.EPISODE_ID, Col.T])
+    logged = table.column(Col.EPISODE_ID).to_numpy() * 1_000_000 + table.column(Col.T).to_numpy()
+    keys = np.concatenate(recorder.keys)
+    order = np.argsort(keys, kind="stable")
+    where = order[np.searchsorted(keys, logged, sorter=order)]
+    return {
+        name: float(np.concatenate(values)[where].mean())
+        for name, values in recorder.values.items()
+    }

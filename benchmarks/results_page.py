@@ -49,8 +49,9 @@ def _offline_section(off: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     for r in off["algorithms"]:
+        label = r["algorithm"] + (f" ({', '.join(r['overrides'])})" if r.get("overrides") else "")
         lines.append(
-            f"| {r['algorithm']} | {_fmt(r['return_mean'])} ± {_fmt(r['return_ci95'])} | "
+            f"| {label} | {_fmt(r['return_mean'])} ± {_fmt(r['return_ci95'])} | "
             f"{_fmt(r['clicks_mean'])} | {_fmt(r['sessions_per_user'])} | "
             f"{_fmt(r['return_rate'])} | {r['iterations']} | {_fmt(r['wall_time_s'], 0)} |"
         )

@@ -57,24 +57,24 @@ class Interrupted(Exception):
         self.results = results
 
 
-class _Stop(BaseException):
-    """Raised by the SIGTERM handler inside the training loop (like KeyboardInterrupt)."""
-
-
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`_Stop` in the main thread (Ctrl-C raises
-    KeyboardInterrupt already); the previous handler comes back afterwards."""
+def _sigterm_as_interrupt() -> Iterator[dict[str, int]]:
+    """Within the block, SIGTERM interrupts like Ctrl-C: the handler raises KeyboardInterrupt
+    (the one exception Ray's blocking calls pass through cleanly; another one raised inside
+    ``ray.wait`` comes out as a SystemError) and records the signal in the yielded dict. The
+    previous handler comes back afterwards."""
+    received: dict[str, int] = {}
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
 
     def handler(signum: int, frame: Any) -> None:
-        raise _Stop()
+        received["signum"] = signum
+        raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
-        yield
+        yield received
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -179,7 +179,7 @@ def train(
                 raise SpecError(f"--resume: {reason}")
             log(f"resumed {folder.root} at iteration {algo.iteration} ({spent:.0f} s trained)")
         elif options.init_from is not None:
-            warm_start(algo, options.init_from, log)
+            warm_start(algo, options.init_from, warn)
         try:
             results = _train_loop(algo, folder, env, policy, options, spent, quiet, log)
         finally:
@@ -219,9 +219,10 @@ def _train_loop(
     row: dict[str, Any] = {}
     seconds = spent
     interrupted: int | None = None
+    received: dict[str, int] = {}
     watch = SamplingWatch() if options.data is None else None
     try:
-        with _sigterm_as_interrupt(), folder.metrics.open("a") as metrics:
+        with _sigterm_as_interrupt() as received, folder.metrics.open("a") as metrics:
             steps = iterations(algo, options.iterations, options.time_budget, spent)
             for iteration, result, seconds in steps:
                 now = time.time()
@@ -266,9 +267,7 @@ def _train_loop(
                 ):
                     break
     except KeyboardInterrupt:
-        interrupted = signal.SIGINT
-    except _Stop:
-        interrupted = signal.SIGTERM
+        interrupted = received.get("signum", signal.SIGINT)
     finally:
         progress.close()
         writer.close()

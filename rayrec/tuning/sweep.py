@@ -5,6 +5,7 @@ Sweep folder layout (documented in the README)::
     DIR/spec.yaml             env, policy, trial policy, resolved space: the sweep is rebuilt from it
     DIR/env.yaml              the environment spec the trials ran on
     DIR/experiment/           Ray Tune's experiment (trial folders, checkpoints, state for --resume)
+    DIR/experiment/checkpoints.jsonl  every checkpoint Tune registered: trial id, iteration, path
     DIR/trials.csv            one row per trial: status, hyperparameters, iterations, metric
     DIR/metric_over_time.png  the metric over training iterations, one line per trial
     DIR/best.yaml             the policy spec with the best trial's hyperparameters
@@ -199,6 +200,7 @@ def _fit(plan: SweepPlan, experiment: Path, resume: bool, address: str | None, q
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     from rayrec.run import ensure_ray
+    from rayrec.tuning.callbacks import CheckpointLog
     from rayrec.tuning.trainable import TrialSetup, run_trial, trial_resources
 
     # Tune warns on every forced state snapshot; with a checkpoint per iteration that is noise.
@@ -242,6 +244,7 @@ def _fit(plan: SweepPlan, experiment: Path, resume: bool, address: str | None, q
                         checkpoint_score_order=sweep.mode,
                     ),
                     verbose=0 if quiet else 1,
+                    callbacks=[CheckpointLog(experiment)],
                 ),
             )
         tuner.fit()

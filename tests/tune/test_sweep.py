@@ -16,6 +16,7 @@ import yaml
 
 from rayrec.cli import main
 from rayrec.specs import PolicySpec, load_yaml
+from rayrec.tuning.callbacks import CHECKPOINT_LOG
 
 pytestmark = pytest.mark.integration
 
@@ -80,6 +81,14 @@ def _trial_results(out: Path) -> dict[str, list[dict]]:
         if rows:
             results[rows[0]["trial_id"]] = rows
     return results
+
+
+def _registered(out: Path) -> dict[str, int]:
+    """trial id -> the iteration of its last checkpoint that Tune registered (CheckpointLog)."""
+    path = out / "experiment" / CHECKPOINT_LOG
+    lines = path.read_text().splitlines() if path.is_file() else []
+    rows = [json.loads(line) for line in lines if line.endswith("}")]
+    return {row["trial_id"]: row["iteration"] for row in rows}
 
 
 def _rows(out: Path) -> list[dict]:
@@ -179,18 +188,17 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_session
     )
     deadline = time.time() + 240
     try:
+        # Ctrl+C once the second trial's first checkpoint is *registered*: Tune logs a report
+        # before it registers that report's checkpoint and resumes a trial from its last
+        # registered checkpoint, so an interrupt between the two would run the iteration again.
         while time.time() < deadline:
-            rows = _trial_results(out).values()
-            if len(rows) >= 2 and any(len(r) == iterations for r in rows):
+            saved = _registered(out)
+            if len(saved) >= 2 and iterations in saved.values():
                 break
             assert proc.poll() is None, "the sweep ended before it could be interrupted"
             time.sleep(0.1)
         else:
-            pytest.fail("the second trial did not report in time")
-        # Ctrl+C in the second trial's next iteration, not between its logged report and Tune's
-        # registering that report's checkpoint (a few ms): Tune resumes a trial from the last
-        # checkpoint it registered, so an iteration interrupted there is run again.
-        time.sleep(0.3)
+            pytest.fail("the second trial did not register a checkpoint in time")
         os.kill(proc.pid, signal.SIGINT)  # Tune saves the experiment state and stops
         _, err = proc.communicate(timeout=120)
     finally:

@@ -24,6 +24,7 @@ The numbers go to ``docs/results.json`` (key ``--key``, default ``online``) and 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import sys
@@ -60,10 +61,24 @@ def main() -> None:
     parser.add_argument("--key", default="online", help="results.json key (online...)")
     parser.add_argument("--title", default=None, help="section title in docs/results.md")
     parser.add_argument("--note", default=None, help="a paragraph under the title")
-    parser.add_argument("--budget", type=float, default=300.0, help="training seconds per preset")
+    parser.add_argument(
+        "--budget",
+        default="300",
+        help="training seconds per row, or 'preset': each preset's own stop section",
+    )
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds", default=None, help="comma-separated training seeds: one row per seed"
+    )
     args = parser.parse_args()
+    try:
+        budget = None if args.budget == "preset" else float(args.budget)
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
+    except ValueError:
+        parser.error(f"--budget ({args.budget!r}) must be seconds or 'preset'; --seeds integers")
+    if budget is not None and budget <= 0:
+        parser.error(f"--budget ({args.budget!r}) must be positive")
     if not args.key.startswith("online"):
         parser.error(f"--key ({args.key!r}) must start with 'online'")
     runs = [(name, name, []) for name in (args.presets or "").split(",") if name]
@@ -82,17 +97,18 @@ def main() -> None:
     rows, baselines = [], None
     ray.init(include_dashboard=False, log_to_driver=False)
     try:
-        for label, name, overrides in runs:
+        for (label, name, overrides), seed in itertools.product(runs, seeds):
             _, policy_raw = apply_overrides(
                 env_raw, load_yaml(ROOT / "policies" / f"{name}.yaml"), overrides
             )
             policy = PolicySpec.from_dict(policy_raw, name)
+            stop = policy.stop if budget is None else {"time_budget": budget}
             with tempfile.TemporaryDirectory() as tmp:
                 options = RunOptions(
                     out=Path(tmp) / name,
-                    seed=args.seed,
-                    iterations=None,
-                    time_budget=args.budget,
+                    seed=seed,
+                    iterations=stop.get("iterations"),
+                    time_budget=stop.get("time_budget"),
                     eval_users=args.users,
                     baselines=wanted_baselines if baselines is None else (),
                     checkpoint_every=10_000,
@@ -106,6 +122,7 @@ def main() -> None:
                     "algorithm": label,
                     "preset": name,
                     "overrides": list(overrides),
+                    "seed": seed,
                     "return_mean": m[Metrics.RETURN_MEAN],
                     "return_ci95": m[Metrics.RETURN_CI95],
                     "clicks_mean": m[Metrics.CLICKS_MEAN],
@@ -129,7 +146,7 @@ def main() -> None:
         "env": args.env
         if not args.env.startswith(str(ROOT))
         else str(Path(args.env).relative_to(ROOT)),
-        "budget_s": args.budget,
+        "budget_s": budget if budget is not None else "preset",
         **({"title": args.title} if args.title else {}),
         **({"note": args.note} if args.note else {}),
         "users": args.users,

@@ -76,11 +76,18 @@ def _baseline_label(name: str) -> str:
 
 def _online_section(online: dict[str, Any]) -> list[str]:
     title = online.get("title", "Online training: algorithms under the same wall-clock budget")
+    budget = online["budget_s"]
+    budget_text = (
+        "each preset's own budget (its `stop` section)"
+        if budget == "preset"
+        else f"{budget:.0f} s of training per row"
+    )
+    seeds = {r.get("seed") for r in online["algorithms"]}
     lines = [
         f"## {title}",
         "",
-        f"`benchmarks/compare_algorithms.py` on `{online['env']}`, {online['budget_s']:.0f} s of "
-        f"training per row, {online['machine']}, {online['date']}. Long-term return is "
+        f"`benchmarks/compare_algorithms.py` on `{online['env']}`, {budget_text}, "
+        f"{online['machine']}, {online['date']}. Long-term return is "
         f"clicks over a user's lifetime, mean ± 95% CI over {online['users']} simulated users "
         "(the same users for every row).",
         "",
@@ -93,8 +100,9 @@ def _online_section(online: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in online["algorithms"]:
+        label = f"{r['algorithm']}, seed {r['seed']}" if len(seeds) > 1 else r["algorithm"]
         lines.append(
-            f"| {r['algorithm']} | {_fmt(r['return_mean'])} ± {_fmt(r['return_ci95'])} | "
+            f"| {label} | {_fmt(r['return_mean'])} ± {_fmt(r['return_ci95'])} | "
             f"{_fmt(r['clicks_mean'])} | {_fmt(r['sessions_per_user'])} | "
             f"{_fmt(r['return_rate'])} | {_fmt(r['env_steps'])} | {_fmt(r['wall_time_s'], 0)} | "
             f"{_fmt(r['env_steps_per_s'], 0)} | {_fmt(r['sampling_steps_per_s_per_runner'], 0)} "

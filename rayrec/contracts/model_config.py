@@ -35,6 +35,20 @@ class ModelConfig:
     candidate_context: bool = False
     """Feed the user tower the masked mean of the candidates' features: retrieval chose them for
     this user, so what is on offer is evidence of the user's interest beyond the short history."""
+    separate_critic: bool = False
+    """Policy-gradient modules: a value function with a user tower of its own (RLlib's
+    ``vf_share_layers=False``) instead of a head on the policy's user vector. Value targets of
+    long lifetimes are large (squared errors of 50-300) and their gradients through shared towers
+    swamp the policy's; clipping them instead (PPO's ``vf_clip_param``) stops the critic from
+    learning."""
+    relations: bool = False
+    """Add a per-candidate relation head: how similar each candidate is to what the user clicked,
+    watched, liked, skipped and was shown (response-weighted mean dot products over the history),
+    to the last item shown, to the closest history item and to the offer, beside its own scalars,
+    the logit of its CTR estimate and the context; a small MLP of those adds to its score. The
+    two towers meet only in one dot product, which cannot weight a candidate's similarity to the
+    history by the user's responses; this head can (DIN's candidate-history relation, made
+    explicit)."""
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
@@ -47,10 +61,9 @@ class ModelConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
                 raise ValueError(f"model.{name} ({value!r}) must be an integer in [1, 4096]")
-        if not isinstance(self.candidate_context, bool):
-            raise ValueError(
-                f"model.candidate_context ({self.candidate_context!r}) must be true or false"
-            )
+        for name in ("candidate_context", "separate_critic", "relations"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"model.{name} ({getattr(self, name)!r}) must be true or false")
 
     @classmethod
     def from_module_config(cls, values: dict[str, Any] | None) -> ModelConfig:

@@ -19,7 +19,7 @@ from torch import nn
 from rayrec.contracts.model_config import ModelConfig
 from rayrec.contracts.observation import Obs
 from rayrec.models.slate import plackett_luce
-from rayrec.models.towers import RecommenderTowers, masked_logits
+from rayrec.models.towers import CriticTower, RecommenderTowers, masked_logits
 
 __all__ = ["CandidateAPPOModule", "CandidatePolicyModule"]
 
@@ -58,14 +58,17 @@ class CandidatePolicyModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         self.rayrec_config = ModelConfig.from_module_config(self.model_config)
         self.towers = RecommenderTowers(self.observation_space, self.rayrec_config)
         if not self.inference_only:
-            hidden = self.rayrec_config.value_hidden
-            self.value_head = nn.Sequential(
-                nn.Linear(2 * self.towers.out_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1)
-            )
+            if self.rayrec_config.separate_critic:
+                self.critic = CriticTower(self.observation_space, self.rayrec_config)
+            else:
+                hidden = self.rayrec_config.value_hidden
+                self.value_head = nn.Sequential(
+                    nn.Linear(2 * self.towers.out_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+                )
 
     @override(InferenceOnlyAPI)
     def get_non_inference_attributes(self) -> list[str]:
-        return ["value_head"]
+        return ["critic" if self.rayrec_config.separate_critic else "value_head"]
 
     def _scores(
         self, obs: dict[str, torch.Tensor], towers: nn.Module | None = None
@@ -89,6 +92,8 @@ class CandidatePolicyModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     def compute_values(
         self, batch: dict[str, Any], embeddings: torch.Tensor | None = None
     ) -> torch.Tensor:
+        if self.rayrec_config.separate_critic:
+            return self.critic(batch[Columns.OBS])
         if embeddings is None:
             _, embeddings = self._scores(batch[Columns.OBS])
         return self.value_head(embeddings).squeeze(-1)

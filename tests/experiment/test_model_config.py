@@ -22,6 +22,8 @@ CHANGED = {
     "scorer": "mlp",
     "value_hidden": 40,
     "candidate_context": True,
+    "separate_critic": True,
+    "relations": True,
 }
 
 

@@ -16,7 +16,7 @@ from rayrec.envs import SessionVectorEnv
 from rayrec.models import CandidatePolicyModule, make_encoder
 from rayrec.models.q_module import CandidateQModule, dueling_aggregate
 from rayrec.models.slate import plackett_luce
-from rayrec.models.towers import MASKED_LOGIT
+from rayrec.models.towers import MASKED_LOGIT, RecommenderTowers
 
 SMALL = {"num_items": 300, "num_topics": 5, "num_candidates": 8, "history_len": 6, "embed_dim": 8}
 ENCODERS = ["none", "mean", "gated", "gru", "attention"]
@@ -70,10 +70,14 @@ def test_policy_shapes_and_mask(encoder, scorer):
 
 
 @pytest.mark.parametrize("encoder", ENCODERS)
-@pytest.mark.parametrize("candidate_context", [False, True])
-def test_scores_are_permutation_equivariant(encoder, candidate_context):
+@pytest.mark.parametrize(
+    "inputs",
+    [{}, {"candidate_context": True}, {"relations": True, "separate_critic": True}],
+    ids=["plain", "candidate_context", "relations"],
+)
+def test_scores_are_permutation_equivariant(encoder, inputs):
     env, obs = _obs()
-    module = _policy(env, encoder=encoder, scorer="mlp", candidate_context=candidate_context)
+    module = _policy(env, encoder=encoder, scorer="mlp", **inputs)
     perm = torch.randperm(8, generator=torch.Generator().manual_seed(0))
     permuted = dict(obs)
     for key in (
@@ -232,6 +236,63 @@ def test_candidate_context_feeds_the_user_tower():
         with torch.no_grad():
             changed = not torch.allclose(towers(obs)[0], towers(other)[0])
         assert changed == on
+
+
+def test_relation_inputs_match_a_hand_computation():
+    """Every user's row against numpy: response-weighted mean dot products with the history,
+    the newest item, the closest item and the offer, then scalars, logit(CTR) and context."""
+    _, obs = _obs(steps=4)
+    rel = RecommenderTowers.relation_inputs(obs)
+    b, m = obs[Obs.ACTION_MASK].shape
+    n_resp, n_scalar = obs[Obs.HISTORY_RESPONSES].shape[-1], obs[Obs.CANDIDATE_SCALARS].shape[-1]
+    assert rel.shape == (b, m, n_resp + 4 + n_scalar + 1 + obs[Obs.CONTEXT].shape[-1])
+    for row in range(b):
+        valid = obs[Obs.HISTORY_MASK][row] > 0
+        hist = obs[Obs.HISTORY_FEATURES][row][valid].double().numpy()
+        resp = obs[Obs.HISTORY_RESPONSES][row][valid].double().numpy()
+        cand = obs[Obs.CANDIDATE_FEATURES][row].double().numpy()
+        dots = cand @ hist.T  # (M, n)
+        expected = [*(dots @ resp / len(hist)).T, dots.mean(axis=1), dots[:, -1], dots.max(1)]
+        keep = obs[Obs.ACTION_MASK][row].numpy() > 0
+        expected.append(cand @ cand[keep].mean(axis=0))
+        for i, want in enumerate(expected):
+            np.testing.assert_allclose(rel[row, :, i].numpy(), want, rtol=1e-4, atol=1e-5)
+        ctr = obs[Obs.CANDIDATE_SCALARS][row, :, 1].double().clamp(1e-4, 1 - 1e-4)
+        np.testing.assert_allclose(
+            rel[row, :, n_resp + 4 + n_scalar].numpy(), torch.logit(ctr).numpy(), rtol=1e-4
+        )
+
+
+def test_the_relation_head_adds_to_the_score_and_reads_the_clicks():
+    env, obs = _obs(steps=4)
+    towers = _policy(env, relations=True).towers
+    with torch.no_grad():
+        before = towers(obs)[2]
+        towers.relation[-1].bias += 5.0
+        torch.testing.assert_close(towers(obs)[2], before + 5.0)
+    flipped = dict(obs)
+    responses = obs[Obs.HISTORY_RESPONSES].clone()
+    responses[:, -1, 0] = 1.0 - responses[:, -1, 0]
+    flipped[Obs.HISTORY_RESPONSES] = responses
+    assert not torch.allclose(towers.relation_inputs(obs), towers.relation_inputs(flipped))
+    assert _policy(env).towers.relation is None
+
+
+def test_separate_critic_leaves_the_policy_towers_out_of_the_value():
+    env, obs = _obs()
+    for separate in (False, True):
+        module = _policy(env, separate_critic=separate)
+        module.compute_values({Columns.OBS: obs}).sum().backward()
+        grads = [p.grad for p in module.towers.parameters()]
+        assert all(g is None for g in grads) == separate
+    inference = CandidatePolicyModule(
+        observation_space=env.single_observation_space,
+        action_space=env.single_action_space,
+        model_config={"separate_critic": True},
+        inference_only=True,
+    )
+    assert not hasattr(inference, "critic") and not hasattr(inference, "value_head")
+    assert module.get_non_inference_attributes() == ["critic"]
 
 
 def test_space_mismatch_is_a_clear_error():

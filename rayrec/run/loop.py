@@ -102,15 +102,19 @@ def iterations(
     """``algo.train()`` until iteration ``stop_iteration`` or until the run has trained
     ``time_budget`` seconds (``spent`` of them before this call); yields (iteration, result,
     training seconds so far). Training runs and Tune trials both step through this."""
-    t0 = time.time()
+    t0, seconds = time.time(), spent
     while True:
         iteration = int(algo.iteration)
         if stop_iteration is not None and iteration >= stop_iteration:
             return
-        if time_budget is not None and spent + time.time() - t0 >= time_budget:
+        # Against the seconds recorded with the last iteration, not the clock now: the caller's
+        # work after an iteration (checkpoints, selection) counts in the next iteration's seconds,
+        # and a run never stops with its recorded training seconds short of its budget.
+        if time_budget is not None and seconds >= time_budget:
             return
         result = algo.train()
-        yield int(algo.iteration), result, spent + time.time() - t0
+        seconds = spent + time.time() - t0
+        yield int(algo.iteration), result, seconds
 
 
 def _nothing_left(options: RunOptions, iteration: int, spent: float) -> str | None:

@@ -18,6 +18,12 @@ from rayrec.models.encoders import make_encoder
 
 __all__ = ["SCORERS", "CriticTower", "ModelConfig", "RecommenderTowers", "masked_logits"]
 
+# Relations of a candidate besides one per response (see relation_inputs): the "shown"-weighted
+# mean, the newest history item, the closest history item and the offer.
+_OTHER_RELATIONS = 4
+# Index of the CTR estimate among a candidate's scalars (Obs.CANDIDATE_SCALARS).
+_CTR = 1
+
 # Logit given to masked candidates: finite so that softmax and log-probs never produce NaN.
 MASKED_LOGIT = -1e9
 
@@ -96,8 +102,8 @@ class RecommenderTowers(nn.Module):
             self.scorer = None
         self.item_bias = nn.Linear(config.hidden, 1)
         if config.relations:
-            # Response-weighted and shown means, newest, closest and offer; logit(CTR).
-            n_in = (n_resp + 4) + n_scalar + 1 + n_ctx
+            # Relations, the candidate's scalars, logit(CTR) and the context.
+            n_in = (n_resp + _OTHER_RELATIONS) + n_scalar + 1 + n_ctx
             self.relation: nn.Module | None = _mlp(n_in, config.hidden, 1)
         else:
             self.relation = None
@@ -151,7 +157,7 @@ class RecommenderTowers(nn.Module):
         weighted = torch.einsum("bmh,bhr->bmr", sim, torch.cat([responses, hmask[..., None]], -1))
         closest = torch.where(hmask[:, None, :] > 0, sim, torch.full_like(sim, -1.0)).amax(-1)
         offer = RecommenderTowers.pooled_items(cand, obs[Obs.ACTION_MASK])
-        ctr = scalars[..., 1].clamp(1e-4, 1 - 1e-4)
+        ctr = scalars[..., _CTR].clamp(1e-4, 1 - 1e-4)
         m = cand.shape[1]
         context = obs[Obs.CONTEXT].float().unsqueeze(1).expand(-1, m, -1)
         return torch.cat(

@@ -22,13 +22,24 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["MARKER", "LocalCluster", "cluster_pids", "main", "start", "status", "stop"]
+__all__ = [
+    "MARKER",
+    "LocalCluster",
+    "cluster_pids",
+    "main",
+    "secure_folder",
+    "start",
+    "status",
+    "stop",
+    "write_token",
+]
 
 MARKER = "RAYREC_LOCAL_CLUSTER"
 """Environment variable that marks every process of a local cluster (value: its folder)."""
@@ -108,6 +119,45 @@ def _ray_start(args: list[str], env: dict[str, str], timeout: float) -> None:
         raise RuntimeError(f"ray start {' '.join(args[:1])} failed ({done.returncode}):\n{tail}")
 
 
+def secure_folder(folder: Path) -> Path:
+    """``folder`` made private: created 0700 if missing; refused (ValueError) when it is a
+    symlink, not a directory, owned by another user or open to the group or others.
+
+    The token in it lets anyone who reads it run code on the cluster (Ray jobs), so another local
+    user must not be able to read it, nor swap the folder or the file for a link of their own."""
+    path = Path(os.path.abspath(folder))
+    if path.is_symlink():
+        raise ValueError(f"--dir {path}: is a symbolic link; give the real folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise ValueError(f"--dir {path}: exists and is not a folder")
+    if st.st_uid != os.getuid():
+        raise ValueError(f"--dir {path}: owned by another user (uid {st.st_uid}); use your own")
+    if st.st_mode & 0o077:
+        raise ValueError(
+            f"--dir {path}: open to other users (mode {stat.S_IMODE(st.st_mode):o}); the cluster "
+            f"token lives there: run `chmod 700 {path}` or choose another --dir"
+        )
+    return path
+
+
+def write_token(folder: Path) -> Path:
+    """A fresh token in ``folder/auth_token``, created 0600 by this process (never through a
+    link, never reusing a file someone else put there)."""
+    token = folder / TOKEN_FILE
+    token.unlink(missing_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    fd = os.open(token, flags, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32))
+    return token
+
+
 def start(
     folder: Path,
     head_cpus: int = 1,
@@ -116,16 +166,16 @@ def start(
     timeout: float = 180.0,
 ) -> LocalCluster:
     """Start the head and one worker node; returns where they listen."""
-    folder = folder.resolve()
+    # Unix socket paths are limited to 107 bytes; Ray's sit deep under the temp dir.
+    if len(os.path.abspath(folder)) > 60:
+        raise ValueError(
+            f"--dir {os.path.abspath(folder)}: path too long for Ray's sockets (at most 60 "
+            "characters)"
+        )
+    folder = secure_folder(folder)
     if cluster_pids(folder):
         raise RuntimeError(f"{folder}: a local cluster runs there already (stop it first)")
-    # Unix socket paths are limited to 107 bytes; Ray's sit deep under the temp dir.
-    if len(str(folder)) > 60:
-        raise ValueError(f"--dir {folder}: path too long for Ray's sockets (at most 60 characters)")
-    folder.mkdir(parents=True, exist_ok=True)
-    token = folder / TOKEN_FILE
-    token.write_text(secrets.token_hex(32))
-    token.chmod(0o600)
+    token = write_token(folder)
     env = _node_env(folder)
     ports = _free_ports(len(HEAD_PORTS) + len(WORKER_PORTS))
     head = dict(zip(HEAD_PORTS, ports, strict=False))

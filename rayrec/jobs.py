@@ -55,6 +55,7 @@ EXCLUDES = (
     "venv/",
     "runs/",
     "/data/",
+    "/logs/",
     "__pycache__/",
     ".pytest_cache/",
     ".ruff_cache/",
@@ -64,7 +65,9 @@ EXCLUDES = (
     ".gl/",
     ".whl/",
 )
-"""Never uploaded with the working dir (gitwildmatch patterns, as in ``.gitignore``)."""
+"""Never uploaded with the working dir (gitwildmatch patterns, as in ``.gitignore``): run folders,
+data and the serving logs (``logs/`` holds impression logs with user ids: they stay where they
+were written)."""
 
 RUN_COMMANDS = ("train", "collect", "evaluate", "info", "tune")
 """``rayrec`` subcommands that may run as a job (not ``submit`` or ``jobs`` themselves)."""

@@ -233,6 +233,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     if args.split is not None and args.ab is None:
         raise SpecError("--split needs --ab CHECKPOINT_B")
@@ -244,8 +247,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "split": 0.5 if args.split is None else args.split,
         "env": None if args.env is None else str(args.env),
         "log_dir": None if args.log_dir is None else str(args.log_dir),
+        "api_key_file": None if args.api_key_file is None else str(args.api_key_file),
+        "request_id_key_file": (
+            None if args.request_id_key_file is None else str(args.request_id_key_file)
+        ),
     }
     ServiceSettings(**settings).check()  # fails fast, before Ray Serve is even imported
+    if args.host not in LOOPBACK_HOSTS:
+        auth = "API key required" if args.api_key_file else "no authentication: add --api-key-file"
+        print(
+            f"rayrec serve: warning: --host {args.host} exposes the service beyond this machine "
+            f"({auth}; requests are not encrypted: put TLS in front)",
+            file=sys.stderr,
+        )
     from rayrec.serve.app import serve_forever
 
     options = {"replicas": args.replicas, "num_cpus": args.num_cpus}

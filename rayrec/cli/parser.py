@@ -137,6 +137,17 @@ def build_parser() -> _Parser:
         help="share of users (stable hash of the user id) served by --ab (default 0.5)",
     )
     s.add_argument("--env", type=Path, help="environment spec (default: the run's own)")
+    s.add_argument(
+        "--api-key-file",
+        type=Path,
+        help="file with an API key that every /v1/* request must send (Authorization: Bearer KEY)",
+    )
+    s.add_argument(
+        "--request-id-key-file",
+        type=Path,
+        help="file with the hex key that signs request ids (default $RAYREC_REQUEST_ID_KEY, else "
+        "one per deployment): keeps feedback valid across redeploys",
+    )
     s.add_argument("--num-cpus", type=_positive_float, default=0.5, help="CPUs per replica")
     s.add_argument("--address", help="Ray cluster address (default: start Ray in-process)")
     s.add_argument(

@@ -4,7 +4,8 @@ The same app runs inside a Ray Serve replica (:mod:`rayrec.serve.app`, with ``@s
 scoring) and under plain uvicorn (the benchmark's floor, scoring one request at a time).
 
 Every error answer is JSON ``{"error": "<one line>", "details": [...]}``: 400 for malformed JSON,
-404 for unknown paths and request ids, 405 for wrong methods, 413 for bodies over
+401 for a missing or wrong API key (when the service has one), 404 for unknown paths and request
+ids, 409 for repeated feedback, 410 for expired feedback, 405 for wrong methods, 413 for bodies over
 ``MAX_BODY_BYTES``, 415 for a POST without a JSON content type, 422 for anything that parses but
 is invalid. Request bodies are parsed as JSON
 by pydantic; nothing from a request is ever unpickled.
@@ -12,6 +13,7 @@ by pydantic; nothing from a request is ever unpickled.
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -32,7 +34,7 @@ from rayrec.serve.schemas import (
 )
 from rayrec.serve.service import Job, RecommenderService, RequestError, Scored
 
-__all__ = ["RequestLimits", "Scorer", "make_api"]
+__all__ = ["ApiKeyAuth", "RequestLimits", "Scorer", "make_api"]
 
 Scorer = Callable[[Job], Awaitable[Scored]]
 """Scores one job's candidates; inside Serve a ``@serve.batch`` method that batches jobs."""
@@ -102,6 +104,29 @@ class RequestLimits:
         await _error(413, f"request body larger than {self.max_bytes} bytes")(scope, receive, send)
 
 
+class ApiKeyAuth:
+    """ASGI middleware: every ``/v1/*`` request must carry the API key, as
+    ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``; otherwise 401 (compared in constant
+    time). ``/healthz`` and the OpenAPI pages stay open."""
+
+    def __init__(self, app: Any, key: str) -> None:
+        self.app, self.key = app, key.encode()
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and scope.get("path", "").startswith("/v1/"):
+            headers = dict(scope.get("headers", []))
+            given = headers.get(b"x-api-key", b"")
+            auth = headers.get(b"authorization", b"")
+            if auth[:7].lower() == b"bearer ":
+                given = auth[7:].strip()
+            if not hmac.compare_digest(given, self.key):
+                reply = _error(401, "missing or wrong API key (Authorization: Bearer KEY)")
+                reply.headers["WWW-Authenticate"] = "Bearer"
+                await reply(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _is_json(content_type: bytes) -> bool:
     media = content_type.split(b";", 1)[0].strip().lower()
     return media == b"application/json" or (
@@ -138,6 +163,8 @@ def make_api(service: RecommenderService, score: Scorer) -> FastAPI:
         description="Recommendations from trained rayrec policies, with propensities.",
     )
     api.add_middleware(RequestLimits, max_bytes=MAX_BODY_BYTES)
+    if service.api_key is not None:  # outermost: a request without the key is not even read
+        api.add_middleware(ApiKeyAuth, key=service.api_key)
 
     @api.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -20,6 +20,7 @@ at most that much of the log, and the request path never waits on the disk.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -38,16 +39,20 @@ from rayrec.sim.config import NUM_CONTEXT, NUM_RESPONSES
 __all__ = [
     "FEEDBACK_DIR",
     "IMPRESSIONS_DIR",
+    "VERSIONS_FILE",
     "Feedback",
     "Impressions",
     "ParquetLog",
+    "VersionRegistry",
     "feedback_schema",
     "impression_schema",
+    "logged_request_ids",
     "read_log",
 ]
 
 IMPRESSIONS_DIR = "impressions"
 FEEDBACK_DIR = "feedback"
+VERSIONS_FILE = "versions.jsonl"
 SCHEMA_VERSION = "1"
 # Padding of ids (items, candidate indices) beyond a row's real length, as in observations.
 PAD_ID = -1
@@ -282,6 +287,65 @@ class ParquetLog:
             tmp = self.folder / f".{name}.tmp"
             pq.write_table(table, tmp)
             os.replace(tmp, self.folder / name)
+
+
+def logged_request_ids(folder: str | Path) -> list[str]:
+    """The request ids of every finished file of one table folder (``LOGDIR/feedback``)."""
+    folder = Path(folder)
+    files = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+    ids: list[str] = []
+    for path in files:
+        column = pq.read_table(path, columns=[Col.REQUEST_ID]).column(0)
+        ids.extend(v for v in column.to_pylist() if v is not None)
+    return ids
+
+
+class VersionRegistry:
+    """``LOGDIR/versions.jsonl``: every model version served into this log folder, one JSON line
+    each (``tag``, ``version``, ``checkpoint``, ``time``), so feedback for a slate served by a
+    version that is no longer deployed is still attributed to it by name."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def entries(self) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        out = []
+        for line in self.path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line of a crashed writer
+            if isinstance(entry, dict) and {"tag", "version"} <= entry.keys():
+                out.append(entry)
+        return out
+
+    def register(self, versions: Sequence[tuple[bytes, str, str]]) -> None:
+        """Append the (tag, version, checkpoint) entries not registered yet. One ``write`` of a
+        short line with O_APPEND, then fsync: replicas that start together do not interleave
+        their lines."""
+        known = {e["tag"] for e in self.entries()}
+        for tag_bytes, version, checkpoint in versions:
+            tag = tag_bytes.hex()
+            if tag in known:
+                continue
+            line = json.dumps(
+                {"tag": tag, "version": version, "checkpoint": checkpoint, "time": time.time()}
+            )
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                os.write(fd, (line + "\n").encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            known.add(tag)
+
+    def lookup(self, tag: bytes) -> str | None:
+        for entry in self.entries():
+            if entry["tag"] == tag.hex():
+                return str(entry["version"])
+        return None
 
 
 def read_log(log_dir: str | Path, table: str = IMPRESSIONS_DIR) -> pa.Table:

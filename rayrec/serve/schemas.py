@@ -42,7 +42,7 @@ MAX_K = 10
 MAX_BODY_BYTES = 64 * 1024
 """Larger request bodies are rejected with 413 before they are parsed."""
 MODES = ("greedy", "sample")
-REQUEST_ID_PATTERN = r"^[0-9a-f]{58}$"
+REQUEST_ID_PATTERN = r"^[0-9a-f]{70}$"
 
 _STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
@@ -145,6 +145,8 @@ class FeedbackRequest(BaseModel):
 
 class FeedbackResponse(BaseModel):
     request_id: str
+    model_version: str
+    """The version that served the slate (read from the request id: also one since replaced)."""
     reward: float
     """The served environment's reward of the responses, summed over the slate."""
 
@@ -160,7 +162,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
     for code, text in (
         (400, "Malformed JSON"),
+        (401, "Missing or wrong API key (services started with an API key file)"),
         (404, "Unknown request id"),
+        (409, "Feedback for this request id was already received"),
+        (410, "Feedback for a slate served longer ago than the feedback TTL"),
         (413, "Request body too large"),
         (422, "Invalid request"),
     )

@@ -36,11 +36,14 @@ from rayrec.serve.log import (
     FEEDBACK_DIR,
     IMPRESSIONS_DIR,
     PAD_ID,
+    VERSIONS_FILE,
     Feedback,
     Impressions,
     ParquetLog,
+    VersionRegistry,
     feedback_schema,
     impression_schema,
+    logged_request_ids,
 )
 from rayrec.serve.policy import ServedPolicy, choose_slate
 from rayrec.serve.schemas import (
@@ -56,18 +59,23 @@ from rayrec.serve.settings import ServiceSettings, load_env
 from rayrec.sim.config import NUM_RESPONSES
 
 __all__ = [
+    "REQUEST_ID_HEX",
     "Job",
     "RecommenderService",
     "RequestError",
+    "RequestIdentity",
+    "SeenFeedback",
     "ServiceSettings",
     "ab_share",
     "default_context",
     "sign_request_id",
     "verify_request_id",
+    "version_tag",
 ]
 
-_ID_PAYLOAD = struct.Struct(">QBH")  # user id, version index, k
+_ID_PAYLOAD = struct.Struct(">Q4sBI")  # user id, version tag, k, issued at (unix seconds)
 _NONCE_BYTES, _TAG_BYTES = 8, 10
+REQUEST_ID_HEX = 2 * (_ID_PAYLOAD.size + _NONCE_BYTES + _TAG_BYTES)
 _AB_SALT = b"rayrec-ab"
 
 
@@ -85,25 +93,76 @@ def ab_share(user_id: int) -> float:
     return int.from_bytes(digest, "big") / 2.0**64
 
 
-def sign_request_id(key: bytes, user_id: int, version: int, k: int) -> str:
-    """A fresh request id carrying (user, version, k), with a truncated HMAC-SHA256 tag."""
-    payload = _ID_PAYLOAD.pack(user_id, version, k) + secrets.token_bytes(_NONCE_BYTES)
-    tag = hmac.new(key, payload, hashlib.sha256).digest()[:_TAG_BYTES]
-    return (payload + tag).hex()
+def version_tag(version: str) -> bytes:
+    """4 bytes that name a model version inside request ids (a hash of the version string, which
+    itself holds a hash of the weights)."""
+    return hashlib.sha256(version.encode()).digest()[:4]
 
 
-def verify_request_id(key: bytes, request_id: str) -> tuple[int, int, int] | None:
-    """(user id, version index, k) of a request id this key signed, else None."""
+@dataclass(frozen=True)
+class RequestIdentity:
+    """What a signed request id carries."""
+
+    user_id: int
+    tag: bytes
+    """:func:`version_tag` of the model version that served the slate."""
+    k: int
+    issued: int
+    """Unix seconds at which the slate was served."""
+
+
+def sign_request_id(key: bytes, user_id: int, tag: bytes, k: int, issued: int) -> str:
+    """A fresh request id carrying (user, version tag, k, issue time), with a truncated
+    HMAC-SHA256 tag over all of it."""
+    payload = _ID_PAYLOAD.pack(user_id, tag, k, issued) + secrets.token_bytes(_NONCE_BYTES)
+    mac = hmac.new(key, payload, hashlib.sha256).digest()[:_TAG_BYTES]
+    return (payload + mac).hex()
+
+
+def verify_request_id(key: bytes, request_id: str) -> RequestIdentity | None:
+    """What a request id this key signed carries, else None."""
     try:
         raw = bytes.fromhex(request_id)
     except ValueError:
         return None
     if len(raw) != _ID_PAYLOAD.size + _NONCE_BYTES + _TAG_BYTES:
         return None
-    payload, tag = raw[:-_TAG_BYTES], raw[-_TAG_BYTES:]
-    if not hmac.compare_digest(hmac.new(key, payload, hashlib.sha256).digest()[:_TAG_BYTES], tag):
+    payload, mac = raw[:-_TAG_BYTES], raw[-_TAG_BYTES:]
+    if not hmac.compare_digest(hmac.new(key, payload, hashlib.sha256).digest()[:_TAG_BYTES], mac):
         return None
-    return _ID_PAYLOAD.unpack(payload[: _ID_PAYLOAD.size])
+    return RequestIdentity(*_ID_PAYLOAD.unpack(payload[: _ID_PAYLOAD.size]))
+
+
+class SeenFeedback:
+    """Request ids whose feedback this replica accepted, so that a replay is refused.
+
+    Bounded: ids older than the feedback TTL are dropped (their feedback is refused as expired
+    anyway), and past ``max_ids`` the oldest accepted ids are forgotten (counted in ``evicted``).
+    """
+
+    def __init__(self, ttl_s: float, max_ids: int) -> None:
+        self.ttl_s, self.max_ids = ttl_s, max_ids
+        self._ids: dict[str, int] = {}  # request id -> issued at; insertion order = acceptance
+        self.evicted = 0
+
+    def __contains__(self, request_id: str) -> bool:
+        return request_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, request_id: str, issued: int, now: float) -> None:
+        self._ids[request_id] = issued
+        horizon = now - self.ttl_s
+        while self._ids:
+            oldest, when = next(iter(self._ids.items()))
+            if when < horizon:
+                del self._ids[oldest]
+            elif len(self._ids) > self.max_ids:
+                del self._ids[oldest]
+                self.evicted += 1
+            else:
+                break
 
 
 def default_context(now: float) -> np.ndarray:
@@ -170,11 +229,22 @@ class RecommenderService:
         self.settings = settings
         self.split = settings.split if len(policies) == 2 else 0.0
         self.writer = writer
-        self._key = bytes.fromhex(settings.request_id_key) or secrets.token_bytes(32)
+        self._key = settings.signing_key()
+        self.api_key = settings.api_key()
+        self._tags = {version_tag(p.version): i for i, p in enumerate(policies)}
+        self.seen = SeenFeedback(settings.feedback_ttl_s, settings.max_feedback_ids)
+        self.versions: VersionRegistry | None = None
         self.history_len = a.config.history_len
         self.num_items = a.config.num_items
         self.started = time.time()
-        self.stats = {"requests": 0, "batches": 0, "largest_batch": 0, "feedback": 0}
+        self.stats = {
+            "requests": 0,
+            "batches": 0,
+            "largest_batch": 0,
+            "feedback": 0,
+            "feedback_repeated": 0,
+            "feedback_expired": 0,
+        }
         self.impressions: ParquetLog | None = None
         self.feedback_log: ParquetLog | None = None
         if settings.log_dir is not None:
@@ -183,6 +253,11 @@ class RecommenderService:
             schema = impression_schema(self.history_len, MAX_CANDIDATES, MAX_K)
             self.impressions = ParquetLog(root / IMPRESSIONS_DIR, schema, writer, **flush)
             self.feedback_log = ParquetLog(root / FEEDBACK_DIR, feedback_schema(), writer, **flush)
+            self.versions = VersionRegistry(root / VERSIONS_FILE)
+            self.versions.register(
+                [(version_tag(p.version), p.version, str(p.checkpoint)) for p in policies]
+            )
+            self._remember_logged_feedback(root / FEEDBACK_DIR)
 
     @classmethod
     def load(cls, settings: ServiceSettings, writer: str = "local") -> RecommenderService:
@@ -245,7 +320,9 @@ class RecommenderService:
                 422, f"k ({k}) must be <= the number of candidates ({len(candidates)})"
             )
         return Job(
-            request_id=sign_request_id(self._key, req.user_id, version, k),
+            request_id=sign_request_id(
+                self._key, req.user_id, version_tag(policy.version), k, int(now)
+            ),
             version=version,
             user_id=req.user_id,
             time=now,
@@ -349,31 +426,61 @@ class RecommenderService:
 
     # ---- feedback ------------------------------------------------------------------------------
     def feedback(self, req: FeedbackRequest) -> dict[str, Any]:
-        """Check a feedback event against its request id and log it."""
+        """Check a feedback event against its request id and log it, attributed to the model
+        version that served the slate (also one no longer served: the id names it)."""
         found = verify_request_id(self._key, req.request_id)
-        if found is None or found[1] >= len(self.policies):
+        if found is None:
             raise RequestError(404, "request_id: unknown (not issued by this service)")
-        user_id, version, k = found
-        if len(req.responses) != k:
+        now = time.time()
+        if found.issued < now - self.settings.feedback_ttl_s:
+            self.stats["feedback_expired"] += 1
             raise RequestError(
-                422, f"responses: expected {k} (one per slate item), got {len(req.responses)}"
+                410,
+                f"request_id: served more than {self.settings.feedback_ttl_s:g} s ago; "
+                "feedback for it is no longer accepted",
+            )
+        if req.request_id in self.seen:
+            self.stats["feedback_repeated"] += 1
+            raise RequestError(409, "request_id: feedback for this request was already received")
+        if len(req.responses) != found.k:
+            raise RequestError(
+                422,
+                f"responses: expected {found.k} (one per slate item), got {len(req.responses)}",
             )
         responses = np.array([r.values() for r in req.responses], dtype=np.float32)
-        policy = self.policies[version]
+        served = self._tags.get(found.tag)
+        # A version no longer served is scored with model A's reward weights (docs/serving.md).
+        policy = self.policies[0 if served is None else served]
+        version = policy.version if served is not None else self._version_name(found.tag)
         reward = policy.reward(responses)
+        self.seen.add(req.request_id, found.issued, now)
         self.stats["feedback"] += 1
         if self.feedback_log is not None:
             self.feedback_log.append(
                 {
                     Feedback.REQUEST_ID: req.request_id,
-                    Feedback.USER_ID: user_id,
-                    Feedback.TIME: time.time(),
-                    Feedback.POLICY: policy.version,
+                    Feedback.USER_ID: found.user_id,
+                    Feedback.TIME: now,
+                    Feedback.POLICY: version,
                     Feedback.RESPONSES: responses.reshape(-1),
                     Feedback.REWARD: reward,
                 }
             )
-        return {"request_id": req.request_id, "reward": reward}
+        return {"request_id": req.request_id, "model_version": version, "reward": reward}
+
+    def _version_name(self, tag: bytes) -> str:
+        """The version string of a tag this deployment does not serve: from the log folder's
+        registry of every version served there, else ``unknown@TAG``."""
+        name = None if self.versions is None else self.versions.lookup(tag)
+        return name or f"unknown@{tag.hex()}"
+
+    def _remember_logged_feedback(self, folder: Path) -> None:
+        """Request ids already in the feedback log (a restarted replica refuses their replays)."""
+        now = time.time()
+        for request_id in logged_request_ids(folder):
+            found = verify_request_id(self._key, request_id)
+            if found is not None and found.issued >= now - self.settings.feedback_ttl_s:
+                self.seen.add(request_id, found.issued, now)
 
     # ---- introspection and lifecycle -----------------------------------------------------------
     def models(self) -> dict[str, Any]:

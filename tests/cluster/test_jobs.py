@@ -27,6 +27,7 @@ def _project(tmp_path: Path) -> Path:
         ".git/HEAD",
         "runs/ppo/results.json",
         "data/logs/part-0.parquet",
+        "logs/serve/impressions/part-0.parquet",
         "rayrec/__pycache__/cli.cpython-311.pyc",
         ".pytest_cache/v/x",
         "rayrec.egg-info/PKG-INFO",
@@ -173,3 +174,45 @@ def test_follow_streams_and_maps_the_status(status, code):
     assert outcome.exit_code == code
     assert outcome.message == "exit code 2"
     assert outcome.tail == tuple(f"line {i}" for i in range(100 - jobs.LOG_TAIL_LINES, 100))
+
+
+# ---- the local cluster's folder and token (no Ray) ----------------------------------------------
+def test_cluster_folder_is_created_private_and_the_token_0600(tmp_path):
+    from rayrec.cluster_local import TOKEN_FILE, secure_folder, write_token
+
+    folder = secure_folder(tmp_path / "new" / "cluster")
+    assert folder.stat().st_mode & 0o777 == 0o700
+    token = write_token(folder)
+    assert token == folder / TOKEN_FILE and token.stat().st_mode & 0o777 == 0o600
+    first = token.read_text()
+    assert len(first) == 64 and write_token(folder).read_text() != first  # fresh on each start
+
+
+@pytest.mark.parametrize("case", ["open", "symlink", "file"])
+def test_cluster_folder_is_refused_when_others_could_read_or_swap_it(tmp_path, case):
+    from rayrec.cluster_local import main, secure_folder
+
+    target = tmp_path / "dir"
+    target.mkdir(mode=0o755)
+    target.chmod(0o755)
+    folder = {"open": target, "symlink": tmp_path / "link", "file": tmp_path / "f"}[case]
+    if case == "symlink":
+        target.chmod(0o700)
+        folder.symlink_to(target)
+    if case == "file":
+        folder.write_text("x")
+    message = {"open": "chmod 700", "symlink": "symbolic link", "file": "not a folder"}[case]
+    with pytest.raises(ValueError, match=message):
+        secure_folder(folder)
+    assert main(["start", "--dir", str(folder)]) == 2  # refused before Ray starts
+
+
+def test_a_token_planted_as_a_link_is_replaced_not_followed(tmp_path):
+    from rayrec.cluster_local import TOKEN_FILE, secure_folder, write_token
+
+    folder = secure_folder(tmp_path / "c")
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    (folder / TOKEN_FILE).symlink_to(victim)
+    token = write_token(folder)
+    assert not token.is_symlink() and victim.read_text() == "keep"

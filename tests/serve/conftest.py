@@ -39,4 +39,11 @@ def module_runs(tmp_path_factory) -> dict[str, Path]:
     return {
         "ppo": save_untrained_run(root / "ppo", *_specs("ppo.yaml"), seed=1),
         "dqn": save_untrained_run(root / "dqn", *_specs("apex_dqn.yaml"), seed=2),
+        # Beyond the API's bounds (MAX_K 10, MAX_CANDIDATES 100): refused at start.
+        "slate12": save_untrained_run(
+            root / "slate12", *_specs("ppo.yaml", ["env.slate_size=12"]), seed=3
+        ),
+        "cands101": save_untrained_run(
+            root / "cands101", *_specs("ppo.yaml", ["env.num_candidates=101"]), seed=4
+        ),
     }

@@ -35,6 +35,9 @@ ROOT = Path(__file__).resolve().parents[2]
         (["--checkpoint", "BARE"], "no spec.yaml above it; pass --env"),
         (["--checkpoint", "MARKET"], "a marketplace checkpoint plays the multi-stakeholder game"),
         (["--checkpoint", "CKPT", "--log-dir", "FILE"], "cannot create it"),
+        (["--checkpoint", "SLATE12"], "slate_size 12; the serving API allows at most 10"),
+        (["--checkpoint", "CKPT", "--ab", "SLATE12"], "--ab "),
+        (["--checkpoint", "CANDS"], "num_candidates 101; the serving API allows at most 100"),
         (["--checkpoint", "CKPT", "--direct-port", "80"], "expected a port in [1024, 65435]"),
         (
             ["--checkpoint", "CKPT", "--direct-port", "20000", "--address", "auto"],
@@ -52,6 +55,7 @@ def test_bad_serve_command_lines(args, message, module_runs, tmp_path, capsys):
     (market / "spec.yaml").write_text(yaml.safe_dump({"env": env, "policy": {"algorithm": "PPO"}}))
     swap = {"CKPT": str(module_runs["ppo"]), "BARE": str(bare), "FILE": str(tmp_path / "file")}
     swap["MARKET"] = str(market / "checkpoints" / "final")
+    swap["SLATE12"], swap["CANDS"] = str(module_runs["slate12"]), str(module_runs["cands101"])
     with pytest.raises(SystemExit) as exc:  # argparse exits itself; rayrec's errors return 2
         raise SystemExit(main(["serve", *[swap.get(a, a) for a in args]]))
     err = capsys.readouterr().err
@@ -198,3 +202,26 @@ def test_ctrl_c_while_serve_starts_shuts_down_cleanly(module_runs, tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("host", "extra", "warning"),
+    [
+        ("0.0.0.0", [], "no authentication: add --api-key-file"),
+        ("10.1.2.3", ["--api-key-file", "KEYFILE"], "API key required"),
+        ("127.0.0.1", [], None),
+    ],
+)
+def test_binding_beyond_loopback_warns(module_runs, tmp_path, capsys, host, extra, warning):
+    key = tmp_path / "api.key"
+    key.write_text("k" * 32)
+    extra = [str(key) if a == "KEYFILE" else a for a in extra]
+    # --direct-port with --address is refused after the address was checked: nothing starts.
+    args = ["serve", "--checkpoint", str(module_runs["ppo"]), "--host", host, *extra]
+    assert main([*args, "--direct-port", "20000", "--address", "auto"]) == 2
+    err = capsys.readouterr().err
+    assert "--direct-port needs the in-process Ray" in err
+    if warning is None:
+        assert "warning" not in err
+    else:
+        assert f"warning: --host {host} exposes the service" in err and warning in err

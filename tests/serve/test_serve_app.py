@@ -119,7 +119,12 @@ def test_happy_path(app):
     responses = [{"click": True, "watch": 0.9}, {"skip": 1}, {}]
     fb = client.post("/v1/feedback", json={"request_id": out["request_id"], "responses": responses})
     assert fb.status_code == 200, fb.text
-    assert fb.json() == {"request_id": out["request_id"], "reward": 1.0}
+    version = out["model_version"]
+    assert fb.json() == {"request_id": out["request_id"], "model_version": version, "reward": 1.0}
+    again = client.post(
+        "/v1/feedback", json={"request_id": out["request_id"], "responses": responses}
+    )
+    assert again.status_code == 409 and "already received" in again.json()["error"]
 
     schema = client.get("/openapi.json").json()
     assert {"/v1/recommend", "/v1/feedback", "/v1/models", "/healthz"} <= set(schema["paths"])
@@ -269,9 +274,10 @@ BAD = {
 }
 BAD_FEEDBACK = {
     "feedback malformed id": ({"request_id": "abc", "responses": [{}]}, 422),
-    "feedback unknown id": ({"request_id": "0" * 58, "responses": [{}]}, 404),
-    "feedback no responses": ({"request_id": "0" * 58, "responses": []}, 422),
-    "feedback watch negative": ({"request_id": "0" * 58, "responses": [{"watch": -1}]}, 422),
+    "feedback old-format id": ({"request_id": "0" * 58, "responses": [{}]}, 422),
+    "feedback unknown id": ({"request_id": "0" * 70, "responses": [{}]}, 404),
+    "feedback no responses": ({"request_id": "0" * 70, "responses": []}, 422),
+    "feedback watch negative": ({"request_id": "0" * 70, "responses": [{"watch": -1}]}, 422),
 }
 
 

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import re
+import time
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
 from rayrec.contracts.errors import SpecError
-from rayrec.serve.schemas import FeedbackRequest, RecommendRequest
+from rayrec.serve.schemas import REQUEST_ID_PATTERN, FeedbackRequest, RecommendRequest
 from rayrec.serve.service import (
+    REQUEST_ID_HEX,
     RecommenderService,
     RequestError,
+    RequestIdentity,
+    SeenFeedback,
     ServiceSettings,
     ab_share,
     default_context,
     sign_request_id,
     verify_request_id,
+    version_tag,
 )
 
 KEY = bytes(range(32))
@@ -39,14 +46,28 @@ def _recommend(service, **fields):
 
 
 def test_request_ids_round_trip_and_reject_tampering():
-    rid = sign_request_id(KEY, 2**63 - 1, 1, 7)
-    assert len(rid) == 58 and verify_request_id(KEY, rid) == (2**63 - 1, 1, 7)
-    assert sign_request_id(KEY, 5, 0, 1) != sign_request_id(KEY, 5, 0, 1)  # fresh nonce
+    tag = version_tag("run/final@0123abcd")
+    rid = sign_request_id(KEY, 2**63 - 1, tag, 7, 1_800_000_000)
+    assert len(rid) == REQUEST_ID_HEX == 70
+    assert re.fullmatch(REQUEST_ID_PATTERN, rid)
+    assert verify_request_id(KEY, rid) == RequestIdentity(2**63 - 1, tag, 7, 1_800_000_000)
+    assert sign_request_id(KEY, 5, tag, 1, 0) != sign_request_id(KEY, 5, tag, 1, 0)  # nonce
     flipped = rid[:5] + ("0" if rid[5] != "0" else "1") + rid[6:]
     assert verify_request_id(KEY, flipped) is None
     assert verify_request_id(bytes(32), rid) is None
-    assert verify_request_id(KEY, "zz" * 29) is None
+    assert verify_request_id(KEY, "zz" * 35) is None
     assert verify_request_id(KEY, rid[:-2]) is None
+
+
+def test_seen_feedback_is_bounded_by_count_and_age():
+    seen = SeenFeedback(ttl_s=100.0, max_ids=3)
+    for i in range(3):
+        seen.add(f"id{i}", issued=1000, now=1000.0)
+    assert len(seen) == 3 and "id0" in seen
+    seen.add("id3", issued=1000, now=1000.0)  # over the bound: the oldest is forgotten
+    assert "id0" not in seen and "id3" in seen and seen.evicted == 1
+    seen.add("id4", issued=1150, now=1150.0)  # the others are past the TTL: dropped, not evicted
+    assert len(seen) == 1 and "id4" in seen and seen.evicted == 1
 
 
 def test_ab_share_is_stable_and_uniform():
@@ -110,19 +131,103 @@ def test_default_context_is_the_hour_of_day():
 
 def test_feedback_reward_and_checks(service):
     _, out = _recommend(service, k=2)
-    req = FeedbackRequest.model_validate(
-        {"request_id": out["request_id"], "responses": [{"click": True, "watch": 0.5}, {}]}
-    )
-    assert service.feedback(req)["reward"] == 1.0  # reward_click = 1, other weights 0
     with pytest.raises(RequestError, match="expected 2") as err:
         service.feedback(
             FeedbackRequest.model_validate({"request_id": out["request_id"], "responses": [{}]})
         )
     assert err.value.status == 422
-    other = sign_request_id(bytes(32), 1, 0, 2)
+    req = FeedbackRequest.model_validate(
+        {"request_id": out["request_id"], "responses": [{"click": True, "watch": 0.5}, {}]}
+    )
+    answer = service.feedback(req)
+    assert answer["reward"] == 1.0  # reward_click = 1, other weights 0
+    assert answer["model_version"] == out["model_version"]
+    repeated = service.stats["feedback_repeated"]
+    with pytest.raises(RequestError, match="already received") as err:
+        service.feedback(req)
+    assert err.value.status == 409 and service.stats["feedback_repeated"] == repeated + 1
+    other = sign_request_id(bytes(32), 1, version_tag("x"), 2, int(time.time()))
     with pytest.raises(RequestError, match="unknown") as err:
         service.feedback(FeedbackRequest.model_validate({"request_id": other, "responses": [{}]}))
     assert err.value.status == 404
+    tag = version_tag(out["model_version"])
+    old = sign_request_id(service._key, 1, tag, 1, int(time.time() - 8 * 86400))
+    with pytest.raises(RequestError, match="no longer accepted") as err:
+        service.feedback(FeedbackRequest.model_validate({"request_id": old, "responses": [{}]}))
+    assert err.value.status == 410
+
+
+def test_feedback_survives_a_redeploy_and_keeps_its_version(module_runs, tmp_path, monkeypatch):
+    """Model A serves; B replaces it (same key, from $RAYREC_REQUEST_ID_KEY); feedback for A's
+    request is accepted, attributed to A by name, and its replay refused after a restart."""
+    from rayrec.serve.log import FEEDBACK_DIR, read_log
+
+    monkeypatch.setenv("RAYREC_REQUEST_ID_KEY", "ab" * 32)
+    log_dir = str(tmp_path / "log")
+    a = RecommenderService.load(
+        ServiceSettings(checkpoint=str(module_runs["ppo"]), log_dir=log_dir).resolved()
+    )
+    _, out = _recommend(a, k=1)
+    a.close()
+    b = RecommenderService.load(
+        ServiceSettings(checkpoint=str(module_runs["dqn"]), log_dir=log_dir).resolved()
+    )
+    assert b.policies[0].version != out["model_version"]
+    req = FeedbackRequest.model_validate(
+        {"request_id": out["request_id"], "responses": [{"click": True}]}
+    )
+    assert b.feedback(req)["model_version"] == out["model_version"]
+    b.close()
+    rows = read_log(log_dir, FEEDBACK_DIR).to_pylist()
+    assert [(r["request_id"], r["policy"]) for r in rows] == [
+        (out["request_id"], out["model_version"])
+    ]
+    again = RecommenderService.load(
+        ServiceSettings(checkpoint=str(module_runs["dqn"]), log_dir=log_dir).resolved()
+    )
+    with pytest.raises(RequestError) as err:  # the restarted replica read the feedback log
+        again.feedback(req)
+    assert err.value.status == 409
+    again.close()
+    # Without a shared key the next deployment draws its own: A's ids are then unknown.
+    monkeypatch.delenv("RAYREC_REQUEST_ID_KEY")
+    fresh = RecommenderService.load(ServiceSettings(checkpoint=str(module_runs["dqn"])).resolved())
+    with pytest.raises(RequestError) as err:
+        fresh.feedback(req)
+    assert err.value.status == 404
+    fresh.close()
+
+
+def test_key_and_api_key_files(module_runs, tmp_path, monkeypatch):
+    monkeypatch.delenv("RAYREC_REQUEST_ID_KEY", raising=False)
+    key_file, api_file = tmp_path / "rid.key", tmp_path / "api.key"
+    key_file.write_text("cd" * 32 + "\n")
+    api_file.write_text("s3cret-api-key-0123456789\n")
+    settings = ServiceSettings(
+        checkpoint=str(module_runs["ppo"]),
+        request_id_key_file=str(key_file),
+        api_key_file=str(api_file),
+    ).resolved()
+    assert settings.request_id_key == ""  # the key stays in its file, out of the Serve config
+    assert settings.signing_key() == bytes.fromhex("cd" * 32)
+    assert settings.api_key() == "s3cret-api-key-0123456789"
+    settings.check()
+    for name, text, message in (
+        ("short.key", "abcd", "16 bytes"),
+        ("empty.key", "", "empty"),
+        ("nothex.key", "zz" * 32, "hex"),
+    ):
+        (tmp_path / name).write_text(text)
+        bad = ServiceSettings(
+            checkpoint=str(module_runs["ppo"]), request_id_key_file=str(tmp_path / name)
+        )
+        with pytest.raises(SpecError, match=message):
+            bad.check()
+    (tmp_path / "short.api").write_text("short")
+    for path, message in ((tmp_path / "short.api", ">= 16"), (tmp_path / "none", "cannot read")):
+        bad = ServiceSettings(checkpoint=str(module_runs["ppo"]), api_key_file=str(path))
+        with pytest.raises(SpecError, match=message):
+            bad.check()
 
 
 def test_ab_needs_the_same_catalog(module_runs, serve_specs, tmp_path):

@@ -262,7 +262,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
     from rayrec.serve.app import serve_forever
 
-    options = {"replicas": args.replicas, "num_cpus": args.num_cpus}
+    options = {
+        "replicas": args.replicas,
+        "num_cpus": args.num_cpus,
+        "max_queued_requests": args.max_queued,
+    }
     if args.direct_port is not None and args.address:
         raise SpecError("--direct-port needs the in-process Ray: it cannot be used with --address")
     serve_forever(
@@ -271,6 +275,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         address=args.address,
         direct_port=args.direct_port,
+        request_timeout_s=args.request_timeout,
     )
     return 0
 

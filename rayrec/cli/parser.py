@@ -149,6 +149,18 @@ def build_parser() -> _Parser:
         "one per deployment): keeps feedback valid across redeploys",
     )
     s.add_argument("--num-cpus", type=_positive_float, default=0.5, help="CPUs per replica")
+    s.add_argument(
+        "--max-queued",
+        type=_positive_int,
+        default=128,
+        help="requests queued when every replica is busy; beyond: 503 + Retry-After (default 128)",
+    )
+    s.add_argument(
+        "--request-timeout",
+        type=_positive_float,
+        default=10.0,
+        help="seconds before an unanswered request gets 408 (default 10)",
+    )
     s.add_argument("--address", help="Ray cluster address (default: start Ray in-process)")
     s.add_argument(
         "--direct-port",

@@ -19,9 +19,11 @@ import signal
 import socket
 import sys
 import threading
+import time
 from typing import Any
 
 from ray import serve
+from ray.serve.config import BackpressureConfig
 
 from rayrec.contracts.errors import SpecError
 from rayrec.serve.api import make_api
@@ -30,6 +32,7 @@ from rayrec.serve.service import Job, RecommenderService, Scored, ServiceSetting
 __all__ = [
     "APP_NAME",
     "DEPLOYMENT_NAME",
+    "REQUEST_TIMEOUT_S",
     "DeploymentOptions",
     "build_app",
     "direct_ingress_env",
@@ -57,6 +60,14 @@ class DeploymentOptions:
     0 batches what queued while the previous batch ran, which under load is most of it."""
     max_ongoing_requests: int = 64
     """Requests a replica accepts at once before Serve queues them elsewhere."""
+    max_queued_requests: int = 128
+    """Requests each caller (a proxy, a handle) queues for the deployment when every replica
+    holds ``max_ongoing_requests``; beyond it a request is refused at once with 503 and
+    ``Retry-After`` (overload never becomes an unbounded queue)."""
+    retry_after_s: float = 1.0
+    """The ``Retry-After`` of those 503 answers (whole seconds, rounded up)."""
+    score_delay_s: float = 0.0
+    """Testing only: each scoring batch sleeps this long first (a slow model; the overload test)."""
 
     def __post_init__(self) -> None:
         checks = (
@@ -65,6 +76,9 @@ class DeploymentOptions:
             ("max_batch_size", self.max_batch_size, 1, 4096, int),
             ("batch_wait_s", self.batch_wait_s, 0.0, 1.0, float),
             ("max_ongoing_requests", self.max_ongoing_requests, 1, 100_000, int),
+            ("max_queued_requests", self.max_queued_requests, 1, 1_000_000, int),
+            ("retry_after_s", self.retry_after_s, 0.0, 3600.0, float),
+            ("score_delay_s", self.score_delay_s, 0.0, 60.0, float),
         )
         for name, value, lo, hi, kind in checks:
             ok_type = isinstance(value, int) if kind is int else isinstance(value, int | float)
@@ -86,7 +100,11 @@ class Recommender:
     """A Serve replica: the service, its batched scorer and its log writers."""
 
     def __init__(
-        self, settings: dict[str, Any], max_batch_size: int = 32, batch_wait_s: float = 0.0
+        self,
+        settings: dict[str, Any],
+        max_batch_size: int = 32,
+        batch_wait_s: float = 0.0,
+        score_delay_s: float = 0.0,
     ) -> None:
         import torch
 
@@ -96,12 +114,15 @@ class Recommender:
         self.service = RecommenderService.load(ServiceSettings.from_dict(settings), replica)
         self._score.set_max_batch_size(max_batch_size)
         self._score.set_batch_wait_timeout_s(batch_wait_s)
+        self._delay = score_delay_s
 
     def __serve_build_asgi_app__(self) -> Any:
         return make_api(self.service, self._score)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
     async def _score(self, jobs: list[Job]) -> list[Scored]:
+        if self._delay:
+            time.sleep(self._delay)  # blocks the replica as a slow forward pass would
         return self.service.score(jobs)
 
     def check_health(self) -> None:
@@ -129,8 +150,15 @@ def build_app(args: dict[str, Any]) -> serve.Application:
         num_replicas=options.replicas,
         ray_actor_options={"num_cpus": options.num_cpus},
         max_ongoing_requests=options.max_ongoing_requests,
-    ).bind(settings.to_dict(), options.max_batch_size, options.batch_wait_s)
+        max_queued_requests=options.max_queued_requests,
+        backpressure_config=BackpressureConfig(
+            status_code=503, retry_after_s=options.retry_after_s
+        ),
+    ).bind(settings.to_dict(), options.max_batch_size, options.batch_wait_s, options.score_delay_s)
 
+
+REQUEST_TIMEOUT_S = 10.0
+"""Default HTTP request timeout of ``rayrec serve`` (Serve answers 408 past it)."""
 
 DIRECT_PORT_SPAN = 100
 """Ports reserved for direct ingress from the first one: replicas, and their replacements while a
@@ -197,9 +225,12 @@ def serve_forever(
     ready: threading.Event | None = None,
     stop: threading.Event | None = None,
     direct_port: int | None = None,
+    request_timeout_s: float = REQUEST_TIMEOUT_S,
 ) -> None:
     """Start Ray (unless connected to ``address``) and Serve, run the app until ``stop`` is set
     (or Ctrl-C), then shut Serve down so that every replica flushes its log.
+
+    ``request_timeout_s``: a request not answered by then gets 408 (Serve's HTTP timeout).
 
     ``direct_port`` turns on direct ingress (see :func:`direct_ingress_env`): it needs the Ray
     this function starts, since a running Ray's processes cannot take it any more.
@@ -231,7 +262,9 @@ def serve_forever(
                 ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
             started_ray = True
         if not stop.is_set():
-            serve.start(http_options={"host": host, "port": port})
+            serve.start(
+                http_options={"host": host, "port": port, "request_timeout_s": request_timeout_s}
+            )
             serve.run(app, name=APP_NAME, route_prefix="/")
         if not stop.is_set():
             sys.stderr.write(f"rayrec serve: listening on http://{host}:{port} (Ctrl-C stops)\n")

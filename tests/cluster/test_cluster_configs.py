@@ -120,6 +120,28 @@ def test_rayservice_serves_the_rayrec_app():
     assert app["import_path"] == "rayrec.serve.app:build_app"
     assert app["route_prefix"] == "/"
     assert serve["http_options"]["port"] == 8000
+    assert serve["http_options"]["request_timeout_s"] > 0  # overload: 408, never a hang
+    # Every arg is a field the builder knows; the key files come from the mounted Secret.
+    import dataclasses
+
+    from rayrec.serve.app import DeploymentOptions
+    from rayrec.serve.settings import ServiceSettings
+
+    known = {
+        f.name for cls in (DeploymentOptions, ServiceSettings) for f in dataclasses.fields(cls)
+    }
+    assert set(app["args"]) <= known and app["args"]["max_queued_requests"] >= 1
+    spec = _load(KUBERAY / "rayservice.yaml")["spec"]["rayClusterConfig"]
+    groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+    for group in groups:
+        pod = group["template"]["spec"]
+        mounts = {m["mountPath"] for c in pod["containers"] for m in c["volumeMounts"]}
+        assert "/etc/rayrec" in mounts
+        assert any(
+            v.get("secret", {}).get("secretName") == "rayrec-serve-secrets" for v in pod["volumes"]
+        )
+    for key in ("api_key_file", "request_id_key_file"):
+        assert app["args"][key].startswith("/etc/rayrec/")
 
 
 def test_docs_name_the_manifests_fields():

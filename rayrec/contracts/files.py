@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-__all__ = ["atomic_write_text", "swap_dir"]
+__all__ = ["atomic_write_text", "fsync_dir", "swap_dir"]
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -19,6 +19,15 @@ def atomic_write_text(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the entries of folder ``path`` (a rename, a new or deleted file) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def swap_dir(tmp: Path, target: Path) -> None:

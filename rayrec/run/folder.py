@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from rayrec.contracts.files import atomic_write_text, swap_dir
+from rayrec.contracts.files import atomic_write_text, fsync_dir, swap_dir
 from rayrec.contracts.layout import RunFolder
 from rayrec.specs import EnvSpec, PolicySpec, SpecError
 
@@ -107,17 +107,9 @@ def save_checkpoint(algo: Any, folder: RunFolder, name: str, progress: dict[str,
         shutil.rmtree(tmp)
     algo.save_to_path(str(tmp.resolve()))
     (tmp / PROGRESS_FILE).write_text(json.dumps(progress))
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     swap_dir(tmp, folder.checkpoint(name))
-    _fsync_dir(folder.checkpoints)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(folder.checkpoints)
 
 
 def read_progress(checkpoint: Path) -> dict[str, Any]:

@@ -210,7 +210,8 @@ def make_api(service: RecommenderService, score: Scorer) -> FastAPI:
 
     @api.get("/healthz", summary="Liveness and readiness: models loaded, log writable")
     async def healthz() -> JSONResponse:
-        return JSONResponse(service.health())
+        health = service.health()
+        return JSONResponse(health, status_code=503 if health["status"] == "unavailable" else 200)
 
     @api.get("/v1/models", summary="Served model versions, traffic split and request limits")
     async def models() -> JSONResponse:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import os
 import secrets
 import struct
 import time
@@ -39,6 +40,7 @@ from rayrec.serve.log import (
     VERSIONS_FILE,
     Feedback,
     Impressions,
+    LogBacklogFull,
     ParquetLog,
     VersionRegistry,
     feedback_schema,
@@ -272,6 +274,8 @@ class RecommenderService:
 
     def prepare(self, req: RecommendRequest) -> Job:
         """Check the request against the catalog and build its model inputs."""
+        if self.impressions is not None and self.impressions.full:
+            raise RequestError(503, self._log_full_message())
         now = time.time()
         version = self.variant(req.user_id)
         policy = self.policies[version]
@@ -373,7 +377,10 @@ class RecommenderService:
         propensity = float(np.prod(props))
         version = self.policies[job.version].version
         if self.impressions is not None:
-            self.impressions.append(self._impression_row(job, action, items, props, scores))
+            try:
+                self.impressions.append(self._impression_row(job, action, items, props, scores))
+            except LogBacklogFull:
+                raise RequestError(503, self._log_full_message()) from None
         response = {
             "request_id": job.request_id,
             "model_version": version,
@@ -456,6 +463,8 @@ class RecommenderService:
         self.seen.add(req.request_id, found.issued, now)
         self.stats["feedback"] += 1
         if self.feedback_log is not None:
+            if self.feedback_log.full:
+                raise RequestError(503, self._log_full_message())
             self.feedback_log.append(
                 {
                     Feedback.REQUEST_ID: req.request_id,
@@ -499,29 +508,51 @@ class RecommenderService:
             },
         }
 
+    def _log_full_message(self) -> str:
+        return (
+            "the impression log cannot keep up (its backlog is full): not serving without logging; "
+            "retry later"
+        )
+
+    def _logs(self) -> dict[str, ParquetLog]:
+        logs = {"impressions": self.impressions, "feedback": self.feedback_log}
+        return {name: log for name, log in logs.items() if log is not None}
+
     def health(self) -> dict[str, Any]:
-        self.check()
+        """``status``: ``ok``; ``degraded`` (serving, with ``reasons``: e.g. log writes being
+        retried); or ``unavailable`` (a log's backlog is full: requests get 503)."""
+        logs = {name: log.status() for name, log in self._logs().items()}
+        reasons = [f"{name}: {r}" for name, st in logs.items() for r in st["reasons"]]
+        broken = [name for name, log in self._logs().items() if log.full]
+        if broken:
+            reasons.insert(0, f"log backlog full: {', '.join(broken)}")
+        try:
+            self.check()
+        except RuntimeError as e:
+            broken.append("check")
+            reasons.insert(0, str(e))
+        status = "unavailable" if broken else "degraded" if reasons else "ok"
         return {
-            "status": "ok",
+            "status": status,
+            "reasons": reasons,
             "replica": self.writer,
+            "pid": os.getpid(),
             "models": [p.version for p in self.policies],
             "uptime_s": round(time.time() - self.started, 3),
             "logging": self.impressions is not None,
+            "logs": logs,
             "stats": dict(self.stats),
         }
 
     def check(self) -> None:
-        """Raise if the service cannot do its job (a log writer failed)."""
-        for log in (self.impressions, self.feedback_log):
-            if log is not None:
-                log.check()
+        """Raise if the service cannot do its job (a log's flushing thread died)."""
+        for log in self._logs().values():
+            log.check()
 
     def flush(self) -> None:
-        for log in (self.impressions, self.feedback_log):
-            if log is not None:
-                log.flush()
+        for log in self._logs().values():
+            log.flush()
 
     def close(self) -> None:
-        for log in (self.impressions, self.feedback_log):
-            if log is not None:
-                log.close()
+        for log in self._logs().values():
+            log.close()

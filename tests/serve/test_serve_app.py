@@ -352,31 +352,59 @@ def test_valid_requests_still_work_after_bad_input(app):
     assert client.get("/healthz").status_code == 200
 
 
-def test_killed_replica_is_replaced(app, ray_session):
-    """Last in this module: the replica dies, Serve starts a new one, the service answers again."""
-    import ray
+def test_killed_replica_is_replaced_and_no_served_impression_is_lost(app):
+    """Last in this module: the replica is SIGKILLed under traffic; Serve starts a new one, which
+    recovers the dead one's journal: every request that got a 200 has its impression row."""
+    import os
+    import signal
+    import threading
 
-    client, _ = app
-    before = client.get("/healthz").json()["replica"]
-    actors = [
-        a
-        for a in ray.util.list_named_actors(all_namespaces=True)
-        if a["name"].startswith("SERVE_REPLICA::rayrec#Recommender")
-    ]
-    assert len(actors) == 1, actors
-    ray.kill(ray.get_actor(actors[0]["name"], namespace=actors[0]["namespace"]), no_restart=True)
+    client, log_dir = app
+    before = client.get("/healthz").json()
+    served: list[str] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        with httpx.Client(base_url=str(client.base_url), timeout=10) as c:
+            user = 10_000
+            while not stop.is_set():
+                user += 1
+                try:
+                    r = c.post("/v1/recommend", json=_body(user, k=1))
+                except httpx.HTTPError:
+                    continue
+                if r.status_code == 200:
+                    served.append(r.json()["request_id"])
+
+    thread = threading.Thread(target=traffic, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while len(served) < 20 and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(before["pid"], signal.SIGKILL)
     deadline = time.time() + 180
-    replica = before
+    replica = before["replica"]
     while time.time() < deadline:
         try:
             r = client.get("/healthz", timeout=5)
             if r.status_code == 200:
                 replica = r.json()["replica"]
-                if replica != before:
+                if replica != before["replica"]:
                     break
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    assert replica != before, "no new replica answered within 180 s"
-    r = client.post("/v1/recommend", json=_body(5, k=2))
-    assert r.status_code == 200, r.text
+    assert replica != before["replica"], "no new replica answered within 180 s"
+    count = len(served)
+    deadline = time.time() + 30
+    while len(served) < count + 20 and time.time() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    thread.join(timeout=30)
+    assert len(served) >= count + 20, "the new replica did not serve the traffic"
+    deadline = time.time() + 30  # the new replica flushes every 0.5 s
+    missing = set(served)
+    while missing and time.time() < deadline:
+        missing = set(served) - set(read_log(log_dir).column("request_id").to_pylist())
+        time.sleep(0.2)
+    assert not missing, f"{len(missing)} of {len(served)} served requests have no row"

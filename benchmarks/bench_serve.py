@@ -92,6 +92,36 @@ async def _load(url: str, clients: int, seconds: float, warmup: float, num_items
     }
 
 
+async def _handle_load(handle, clients: int, seconds: float, warmup: float, num_items: int) -> dict:
+    """The same closed loop through a DeploymentHandle from this (the driver's) process."""
+    import numpy as np
+
+    latencies: list[float] = []
+    start = time.perf_counter()
+    measure_from, stop_at = start + warmup, start + warmup + seconds
+
+    async def client(i: int) -> None:
+        rng = np.random.default_rng(i)
+        while True:
+            t = time.perf_counter()
+            if t >= stop_at:
+                return
+            await handle.recommend.remote(_body(rng, num_items))
+            if t >= measure_from:
+                latencies.append(time.perf_counter() - t)
+
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    latencies.sort()
+    n = len(latencies)
+    return {
+        "requests": n,
+        "errors": 0,
+        "p50_ms": 1000 * latencies[n // 2] if n else None,
+        "p99_ms": 1000 * latencies[min(n - 1, int(0.99 * n))] if n else None,
+        "rps": n / seconds,
+    }
+
+
 def _cpu_seconds(root: int, skip: set[int]) -> float:
     """User + system CPU seconds of the live processes under ``root`` (Linux /proc), not
     counting the ``skip`` ones and their descendants; ``root`` itself counts unless skipped."""
@@ -207,6 +237,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds per cell")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="1 repeat of 3 s per cell")
+    parser.add_argument(
+        "--serve-env",
+        choices=("throughput", "default"),
+        default="throughput",
+        help="Ray Serve's mode: throughput-optimised (what rayrec serve starts) or Ray's default",
+    )
     # Internal entry points of the subprocesses.
     parser.add_argument("--load", help=argparse.SUPPRESS)
     parser.add_argument("--plain-server", type=int, help=argparse.SUPPRESS)
@@ -228,13 +264,7 @@ def main() -> None:
     import ray
     from ray import serve
 
-    from rayrec.serve.app import (
-        APP_NAME,
-        build_app,
-        direct_ingress_env,
-        direct_urls,
-        free_direct_port,
-    )
+    from rayrec.serve.app import APP_NAME, build_app, direct_urls, free_direct_port, serve_env
 
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
@@ -254,8 +284,8 @@ def main() -> None:
             ],
             env=env,
         )
-        # Direct ingress is read by Ray's processes when they start.
-        os.environ.update(direct_ingress_env(free_direct_port()))
+        # Read by Ray's processes when they start: what `rayrec serve --direct-port` sets.
+        os.environ.update(serve_env(free_direct_port(), args.serve_env == "throughput"))
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
         try:
             serve.start(http_options={"host": "127.0.0.1", "port": serve_port})
@@ -284,12 +314,23 @@ def main() -> None:
                 time.sleep(args.seconds)
                 idle[name] = (_cpu_seconds(root, skip) - before) / args.seconds
             servers["direct"] = servers["serve"]  # the same processes, another way in
+            handle = serve.get_app_handle(APP_NAME)
             for repeat in range(args.repeats):
                 for c in clients:
-                    for name, url in urls.items():
-                        result = _run_load(url, c, args, num_items, servers[name])
+                    for name in [*urls, "handle"]:
+                        if name == "handle":
+                            root, skip = os.getpid(), {plain.pid}
+                            before = _cpu_seconds(root, skip)
+                            result = asyncio.run(
+                                _handle_load(handle, c, args.seconds, args.warmup, num_items)
+                            )
+                            served = result["rps"] * (args.seconds + args.warmup)
+                            cpu = 1000 * (_cpu_seconds(root, skip) - before) / max(served, 1)
+                            result["cpu_ms"] = cpu
+                        else:
+                            result = _run_load(urls[name], c, args, num_items, servers[name])
                         cells.setdefault((name, c), []).append(result)
-                        sys.stderr.write(f"repeat {repeat + 1} {name:>5} {c:>2} clients {result}\n")
+                        sys.stderr.write(f"repeat {repeat + 1} {name:>6} {c:>2} clients {result}\n")
         finally:
             plain.terminate()
             plain.wait(timeout=60)
@@ -312,7 +353,8 @@ def _print_table(
     print(
         f"\n{os.cpu_count()} CPUs (1-minute load average {loads[0]:.1f} before, {loads[1]:.1f} "
         f"after); median of {args.repeats} repeat(s) of {args.seconds:g} s per cell; closed "
-        "loop, separate client process\n"
+        f"loop, separate client process (the handle: the driver's own); Ray Serve mode: "
+        f"{args.serve_env}\n"
     )
     print("| server | clients | p50 ms | p99 ms | requests/s | server CPU ms/request | errors |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -320,6 +362,7 @@ def _print_table(
         "serve": "rayrec Serve app, via the proxy",
         "direct": "rayrec Serve app, direct ingress",
         "plain": "plain FastAPI + uvicorn",
+        "handle": "rayrec Serve app, DeploymentHandle (in-process, no HTTP)",
     }
     for c in clients:
         for name, label in labels.items():
@@ -331,7 +374,7 @@ def _print_table(
             )
     print("\n| Serve app | clients | Serve/plain p50 | Serve/plain p99 | Serve/plain requests/s |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    for name in ("serve", "direct"):
+    for name in ("serve", "direct", "handle"):
         for c in clients:
             ratios = [
                 median(name, c, k) / median("plain", c, k) for k in ("p50_ms", "p99_ms", "rps")
@@ -339,7 +382,7 @@ def _print_table(
             label = labels[name].removeprefix("rayrec Serve app, ")
             print(f"| {label} | {c} | {ratios[0]:.2f} | {ratios[1]:.2f} | {ratios[2]:.2f} |")
     print(
-        "\nIdle (no requests), the Serve app's processes (both ways in) use "
+        "\nIdle (no requests), the Serve app's processes (all ways in) use "
         f"{100 * idle['serve']:.0f}% of a CPU and the plain server {100 * idle['plain']:.0f}%; "
         "the CPU per request above includes that background."
     )

@@ -22,12 +22,14 @@ import threading
 import time
 from typing import Any
 
+from pydantic import ValidationError
 from ray import serve
 from ray.serve.config import BackpressureConfig
 
 from rayrec.contracts.errors import SpecError
 from rayrec.serve.api import make_api
-from rayrec.serve.service import Job, RecommenderService, Scored, ServiceSettings
+from rayrec.serve.schemas import RecommendRequest
+from rayrec.serve.service import Job, RecommenderService, RequestError, Scored, ServiceSettings
 
 __all__ = [
     "APP_NAME",
@@ -38,6 +40,7 @@ __all__ = [
     "direct_ingress_env",
     "direct_urls",
     "free_direct_port",
+    "serve_env",
     "serve_forever",
 ]
 
@@ -125,6 +128,18 @@ class Recommender:
             time.sleep(self._delay)  # blocks the replica as a slow forward pass would
         return self.service.score(jobs)
 
+    async def recommend(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /v1/recommend`` for in-process callers of a ``DeploymentHandle``
+        (``handle.recommend.remote(body)``): the same validation, batching and impression log,
+        no HTTP. Invalid or refused bodies raise :class:`~rayrec.serve.service.RequestError`
+        with the HTTP status the API would answer (422 for invalid input)."""
+        try:
+            request = RecommendRequest.model_validate(body)
+        except ValidationError as e:
+            raise RequestError(422, f"invalid request: {e}") from None
+        job = self.service.prepare(request)
+        return self.service.finish(job, await self._score(job))
+
     def check_health(self) -> None:
         self.service.check()
 
@@ -184,6 +199,24 @@ def direct_ingress_env(first_port: int) -> dict[str, str]:
         "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(first_port + DIRECT_PORT_SPAN),
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
     }
+
+
+def serve_env(direct_port: int | None = None, throughput: bool = True) -> dict[str, str]:
+    """The environment of the Ray that ``rayrec serve`` starts in-process (Ray's processes read it
+    when they start).
+
+    ``throughput``: Ray Serve's throughput-optimised mode (``RAY_SERVE_THROUGHPUT_OPTIMIZED``:
+    the replica runs request handlers on its event loop instead of a second thread, the proxy
+    talks to replicas over gRPC, the router shares the event loop, request logs are buffered);
+    measured faster on every path (docs/serving.md, Latency). Direct ingress, which that mode turns
+    on by default, stays off unless ``direct_port`` is given.
+    """
+    env = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1" if throughput else "0"}
+    if direct_port is None:
+        env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "0"
+    else:
+        env.update(direct_ingress_env(direct_port))
+    return env
 
 
 def free_direct_port(first: int = 20000, host: str = "127.0.0.1") -> int:
@@ -246,7 +279,11 @@ def serve_forever(
                 "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT/MAX_HTTP_PORT) in the environment of "
                 "`ray start` instead"
             )
-        os.environ.update(direct_ingress_env(direct_port))
+    if not address and not ray.is_initialized():
+        env = serve_env(direct_port)
+        if "RAY_SERVE_THROUGHPUT_OPTIMIZED" in os.environ:  # the user's choice wins
+            env.pop("RAY_SERVE_THROUGHPUT_OPTIMIZED")
+        os.environ.update(env)
     stop = stop or threading.Event()
     # Ctrl-C sets `stop` instead of raising: a KeyboardInterrupt raised while Ray and Serve start
     # is swallowed by their own wait loops (the command then ran on, ignoring it).

@@ -85,8 +85,11 @@ class RequestError(Exception):
     """A request the service cannot answer; the API turns it into ``status`` with ``message``."""
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
+        super().__init__(status, message)  # args rebuild it: Ray re-raises it for handle callers
         self.status, self.message = status, message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def ab_share(user_id: int) -> float:

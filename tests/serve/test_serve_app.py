@@ -159,6 +159,28 @@ def test_batching_under_concurrency(app):
         np.testing.assert_allclose(batched["scores"], alone["scores"], rtol=1e-5, atol=1e-6)
 
 
+def test_deployment_handle_recommends_like_http(app):
+    """In-process callers skip HTTP: ``handle.recommend.remote(body)``, same answer and log."""
+    from ray import serve
+
+    from rayrec.serve.app import APP_NAME
+    from rayrec.serve.service import RequestError
+
+    _, log_dir = app
+    handle = serve.get_app_handle(APP_NAME)
+    out = handle.recommend.remote(_body(7, k=2, seed=3, context=CONTEXT)).result()
+    assert len(out["items"]) == 2 and out["propensity"] > 0 and out["request_id"]
+    with pytest.raises(RequestError, match="user_id") as err:
+        handle.recommend.remote({"user_id": "seven"}).result()
+    assert err.value.status == 422
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if out["request_id"] in read_log(log_dir).column("request_id").to_pylist():
+            break
+        time.sleep(0.2)
+    assert out["request_id"] in read_log(log_dir).column("request_id").to_pylist()
+
+
 def test_ab_split_by_user(app):
     client, _ = app
     versions = [m["version"] for m in client.get("/v1/models").json()["models"]]

@@ -334,6 +334,27 @@ def test_oversized_chunked_body_gets_413(app):
     assert r.status_code == 413 and "larger than" in r.json()["error"]
 
 
+@pytest.mark.parametrize("size", [100_000, 900_000])
+def test_oversized_body_sent_before_reading_gets_413_not_a_reset(app, size):
+    """A client that writes its whole body (Content-Length declared) before it reads the answer
+    gets the 413 and its message, not a connection reset."""
+    client, _ = app
+    body = b'{"user_id": 1, "history": [' + b"1, " * (size // 3) + b"1]}"
+    head = (
+        f"POST /v1/recommend HTTP/1.1\r\nHost: {client.base_url.host}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection((client.base_url.host, client.base_url.port), timeout=30) as s:
+        s.sendall(head + body)
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    status_line, _, rest = reply.partition(b"\r\n")
+    assert b" 413 " in status_line, reply[:300]
+    assert b"larger than" in rest
+
+
 @pytest.mark.parametrize("case", list(BAD_FEEDBACK))
 def test_bad_feedback_gets_4xx_with_a_message(app, case):
     client, _ = app

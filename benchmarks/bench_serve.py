@@ -3,9 +3,10 @@
 Closed-loop load from a separate process: C clients each send ``POST /v1/recommend`` (a random
 user with five history items, candidates retrieved by the service, k = 1, mode 'sample'), wait for
 the answer and send the next. For C in (1, 8, 32) it measures p50 and p99 latency and requests/s
-of rayrec's Ray Serve app (one replica, ``@serve.batch``), reached two ways: through Serve's HTTP
-proxy (the default of ``rayrec serve``) and directly on the replica's own port (direct ingress,
-``rayrec serve --direct-port``; the same replica, one Ray instance), and, in the same run, of the
+of rayrec's Ray Serve app (one replica, ``@serve.batch``), reached three ways: directly on the
+replica's own port (direct ingress, the default of ``rayrec serve``), through Serve's HTTP proxy
+(``rayrec serve --ingress proxy``) and through a ``DeploymentHandle`` from this process (the same
+replica, one Ray instance), and, in the same run, of the
 same API and model served by plain uvicorn without Ray (one process, one request at a time: the
 floor). All write the impression log. Next to latency it reports the servers' CPU time per request
 (Linux /proc: for Serve every process Ray started, for plain the uvicorn process), which a
@@ -14,6 +15,7 @@ over repeats; servers and client counts are
 interleaved so that drift in the machine's load hits both alike.
 
     python benchmarks/bench_serve.py [--checkpoint DIR] [--seconds 8] [--repeats 3]
+        [--serve-env throughput|default]
 
 Without ``--checkpoint`` it serves an untrained PPO module on envs/session.yaml (5,000 items, 20
 candidates): latency does not depend on the weights.

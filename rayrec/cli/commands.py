@@ -260,21 +260,36 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             f"({auth}; requests are not encrypted: put TLS in front)",
             file=sys.stderr,
         )
-    from rayrec.serve.app import serve_forever
+    from rayrec.serve.app import DIRECT_PORT_SPAN, free_direct_port, serve_forever
 
     options = {
         "replicas": args.replicas,
         "num_cpus": args.num_cpus,
         "max_queued_requests": args.max_queued,
     }
-    if args.direct_port is not None and args.address:
-        raise SpecError("--direct-port needs the in-process Ray: it cannot be used with --address")
+    ingress = args.ingress or ("proxy" if args.address else "direct")
+    if ingress == "direct" and args.address:
+        raise SpecError(
+            "--ingress direct needs the in-process Ray (its processes read the setting when they "
+            "start): use --ingress proxy with --address, or see docs/serving.md for a cluster"
+        )
+    if ingress == "proxy" and args.proxy_port is not None:
+        raise SpecError("--proxy-port is for --ingress direct; with proxy, --port is the proxy's")
+    proxy_port, direct_port = args.port, None
+    if ingress == "direct":
+        if not 1024 <= args.port <= 65535 - DIRECT_PORT_SPAN:
+            raise SpecError(
+                f"--port ({args.port}) must be in [1024, {65535 - DIRECT_PORT_SPAN}] for direct "
+                "ingress (replicas take the ports from it up); use --ingress proxy for a low port"
+            )
+        direct_port = args.port
+        proxy_port = args.proxy_port or free_direct_port(args.port + DIRECT_PORT_SPAN + 1)
     serve_forever(
         {**settings, **options},
         host=args.host,
-        port=args.port,
+        port=proxy_port,
         address=args.address,
-        direct_port=args.direct_port,
+        direct_port=direct_port,
         request_timeout_s=args.request_timeout,
     )
     return 0

@@ -198,6 +198,8 @@ def direct_ingress_env(first_port: int) -> dict[str, str]:
         "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(first_port),
         "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(first_port + DIRECT_PORT_SPAN),
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+        # A replica that replaces a dead one takes its port back (the lowest free one) at once.
+        "RAY_SERVE_PORT_QUARANTINE_S": "0",
     }
 
 
@@ -304,10 +306,18 @@ def serve_forever(
             )
             serve.run(app, name=APP_NAME, route_prefix="/")
         if not stop.is_set():
-            sys.stderr.write(f"rayrec serve: listening on http://{host}:{port} (Ctrl-C stops)\n")
-            if direct_port is not None:
+            if direct_port is None:
+                sys.stderr.write(
+                    f"rayrec serve: listening on http://{host}:{port} (Ctrl-C stops)\n"
+                )
+            else:
                 for url in direct_urls(host):
                     sys.stderr.write(f"rayrec serve: a replica answers directly on {url}\n")
+                sys.stderr.write(
+                    f"rayrec serve: listening on http://{host}:{direct_port} (the replica's own "
+                    f"server; Serve's proxy, which balances over replicas, on "
+                    f"http://{host}:{port}) (Ctrl-C stops)\n"
+                )
         if ready is not None:
             ready.set()
         stop.wait()

@@ -38,11 +38,13 @@ ROOT = Path(__file__).resolve().parents[2]
         (["--checkpoint", "SLATE12"], "slate_size 12; the serving API allows at most 10"),
         (["--checkpoint", "CKPT", "--ab", "SLATE12"], "--ab "),
         (["--checkpoint", "CANDS"], "num_candidates 101; the serving API allows at most 100"),
-        (["--checkpoint", "CKPT", "--direct-port", "80"], "expected a port in [1024, 65435]"),
+        (["--checkpoint", "CKPT", "--port", "80"], "--port (80) must be in [1024, 65435]"),
         (
-            ["--checkpoint", "CKPT", "--direct-port", "20000", "--address", "auto"],
-            "--direct-port needs the in-process Ray",
+            ["--checkpoint", "CKPT", "--ingress", "direct", "--address", "auto"],
+            "--ingress direct needs the in-process Ray",
         ),
+        (["--checkpoint", "CKPT", "--ingress", "proxy", "--proxy-port", "9000"], "--proxy-port is"),
+        (["--checkpoint", "CKPT", "--ingress", "fast"], "invalid choice"),
     ],
 )
 def test_bad_serve_command_lines(args, message, module_runs, tmp_path, capsys):
@@ -107,10 +109,10 @@ def _free_port() -> int:
 @pytest.mark.integration
 @pytest.mark.parametrize("direct", [False, True], ids=["proxy", "direct_ingress"])
 def test_rayrec_serve_command_end_to_end(module_runs, tmp_path, direct):
-    """The command starts Ray and Serve, answers on the port (and, with --direct-port, on the
-    replica's own port too), and on Ctrl-C shuts down cleanly, writing the impressions it still
-    buffered."""
-    port, log_dir = _free_port(), tmp_path / "log"
+    """The command starts Ray and Serve, answers on --port (by default the replica's own server,
+    Serve's proxy on --proxy-port; with --ingress proxy the proxy), and on Ctrl-C shuts down
+    cleanly, writing the impressions it still buffered."""
+    port, log_dir = free_direct_port(), tmp_path / "log"
     cmd = [
         sys.executable,
         "-m",
@@ -119,10 +121,8 @@ def test_rayrec_serve_command_end_to_end(module_runs, tmp_path, direct):
         *("--checkpoint", str(module_runs["ppo"])),
         *("--port", str(port), "--log-dir", str(log_dir), "--num-cpus", "0.25"),
     ]
-    # The first replica takes the first port of the range.
-    direct_port = free_direct_port() if direct else None
-    if direct:
-        cmd += ["--direct-port", str(direct_port)]
+    proxy_port = _free_port() if direct else port
+    cmd += ["--proxy-port", str(proxy_port)] if direct else ["--ingress", "proxy"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     stderr = tmp_path / "stderr.txt"
     with stderr.open("wb") as err:
@@ -144,20 +144,40 @@ def test_rayrec_serve_command_end_to_end(module_runs, tmp_path, direct):
             time.sleep(1)
         assert answer is not None and answer.status_code == 200, stderr.read_text()
         answers = [answer]
-        # The app may answer before `serve.run` returns and the command says it listens (and
-        # prints the direct URLs); Ctrl-C comes after that, as a user's would.
-        lines = [f"listening on http://127.0.0.1:{port} (Ctrl-C stops)\n"]
+        # The app may answer before `serve.run` returns and the command says it listens; Ctrl-C
+        # comes after that, as a user's would.
         if direct:
-            lines.append(f"a replica answers directly on http://127.0.0.1:{direct_port}\n")
+            lines = [
+                f"a replica answers directly on http://127.0.0.1:{port}\n",
+                f"listening on http://127.0.0.1:{port} (the replica's own server; Serve's proxy, "
+                f"which balances over replicas, on http://127.0.0.1:{proxy_port}) (Ctrl-C stops)",
+            ]
+        else:
+            lines = [f"listening on http://127.0.0.1:{port} (Ctrl-C stops)\n"]
         while time.time() < deadline and not all(x in stderr.read_text() for x in lines):
             time.sleep(0.5)
         assert all(x in stderr.read_text() for x in lines), stderr.read_text()
         if direct:
-            # The same replica, without the proxy: it answers and logs alike.
-            url = f"http://127.0.0.1:{direct_port}/v1/recommend"
+            # The same replica through Serve's proxy: it answers and logs alike.
+            url = f"http://127.0.0.1:{proxy_port}/v1/recommend"
             answers.append(httpx.post(url, json={"user_id": 5}, timeout=10))
             assert answers[-1].status_code == 200, answers[-1].text
             assert set(answers[-1].json()) == set(answer.json())
+            # The replica dies; its replacement takes --port back (no port quarantine).
+            health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).json()
+            os.kill(health["pid"], signal.SIGKILL)
+            back = None
+            while time.time() < deadline:
+                try:
+                    back = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+                    if back.status_code == 200 and back.json()["pid"] != health["pid"]:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.5)
+            assert back is not None and back.json()["pid"] != health["pid"], stderr.read_text()
+            answers.append(httpx.post(url.replace(str(proxy_port), str(port)), json={"user_id": 6}))
+            assert answers[-1].status_code == 200, answers[-1].text
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=120) == 0
     finally:
@@ -216,11 +236,11 @@ def test_binding_beyond_loopback_warns(module_runs, tmp_path, capsys, host, extr
     key = tmp_path / "api.key"
     key.write_text("k" * 32)
     extra = [str(key) if a == "KEYFILE" else a for a in extra]
-    # --direct-port with --address is refused after the address was checked: nothing starts.
+    # --ingress direct with --address is refused after the address was checked: nothing starts.
     args = ["serve", "--checkpoint", str(module_runs["ppo"]), "--host", host, *extra]
-    assert main([*args, "--direct-port", "20000", "--address", "auto"]) == 2
+    assert main([*args, "--ingress", "direct", "--address", "auto"]) == 2
     err = capsys.readouterr().err
-    assert "--direct-port needs the in-process Ray" in err
+    assert "--ingress direct needs the in-process Ray" in err
     if warning is None:
         assert "warning" not in err
     else:

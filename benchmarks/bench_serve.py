@@ -286,7 +286,7 @@ def main() -> None:
             ],
             env=env,
         )
-        # Read by Ray's processes when they start: what `rayrec serve --direct-port` sets.
+        # Read by Ray's processes when they start: what `rayrec serve` sets (direct ingress on).
         os.environ.update(serve_env(free_direct_port(), args.serve_env == "throughput"))
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
         try:

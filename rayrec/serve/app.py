@@ -4,8 +4,9 @@ Each replica loads the inference-only RLModule(s) and the catalog once, serves t
 :mod:`rayrec.serve.api`, scores concurrent requests together with ``@serve.batch`` (one forward
 pass per model version per batch) and writes its own impression log files. The request goes from
 Serve's HTTP proxy straight to a replica: no second hop between an ingress and a model deployment.
-With direct ingress (``serve_forever(direct_port=...)``, Ray Serve's ``RAY_SERVE_ENABLE_DIRECT_INGRESS``)
-each replica also answers HTTP on its own port, skipping the proxy hop.
+With direct ingress (``serve_forever(direct_port=...)``, Ray Serve's
+``RAY_SERVE_ENABLE_DIRECT_INGRESS``; what ``rayrec serve`` does by default) each replica also
+answers HTTP on its own port, skipping the proxy hop.
 
 ``build_app`` is the application builder for ``serve run`` / ``serve deploy`` (configs/serve.yaml);
 ``serve_forever`` is what ``rayrec serve`` runs.

@@ -247,6 +247,20 @@ def recover_journals(folder: str | Path, schema: pa.Schema) -> int:
     """
     folder = Path(folder)
     recovered = 0
+    # A writer that died while opening a segment leaves it under its temporary name; such a file
+    # never holds rows (a segment takes rows only once renamed).
+    for fresh in folder.glob(f"{JOURNAL_PREFIX}*.jsonl.new"):
+        try:
+            fd = os.open(fresh, os.O_RDWR | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fresh.unlink(missing_ok=True)
+        except BlockingIOError:
+            pass  # its writer is alive and about to rename it
+        finally:
+            os.close(fd)
     for journal in sorted(folder.glob(f"{JOURNAL_PREFIX}*.jsonl")):
         try:
             fd = os.open(journal, os.O_RDWR | os.O_NOFOLLOW)

@@ -201,3 +201,22 @@ def test_reading_an_empty_log(tmp_path):
     assert read_log(tmp_path, FEEDBACK_DIR).num_rows == 0
     with pytest.raises(ValueError, match="table"):
         read_log(tmp_path, "other")
+
+
+def test_a_segment_left_half_opened_by_a_dead_writer_is_removed(tmp_path):
+    """A writer killed between creating a segment and renaming it leaves ``*.jsonl.new`` (never
+    with rows): the next writer removes it, unless its writer still holds it."""
+    import fcntl
+    import os
+
+    dead = tmp_path / ".journal-dead-000003.jsonl.new"
+    dead.write_bytes(b"")
+    alive = tmp_path / ".journal-alive-000001.jsonl.new"
+    alive.write_bytes(b"")
+    fd = os.open(alive, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        ParquetLog(tmp_path, feedback_schema(), "next").close()
+        assert not dead.exists() and alive.exists()
+    finally:
+        os.close(fd)

@@ -226,6 +226,20 @@ def _table(rows: Sequence[dict[str, Any]], schema: pa.Schema) -> pa.Table:
     )
 
 
+_BAD_ROWS = (KeyError, TypeError, ValueError, pa.ArrowException)
+"""What building a table raises for rows that do not fit the schema (a bug, never transient)."""
+
+
+def _set_aside(journal: Path) -> None:
+    """Keep a segment whose rows cannot be written as ``*.bad``, for a person to look at."""
+    os.replace(journal, journal.with_name(journal.name + ".bad"))
+
+
+def _part_files(folder: Path) -> list[Path]:
+    """The finished parquet files of one table folder, in name order (temporaries are hidden)."""
+    return sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+
+
 def _read_journal(path: Path) -> list[dict[str, Any]]:
     rows = []
     for line in path.read_bytes().splitlines():
@@ -279,8 +293,8 @@ def recover_journals(folder: str | Path, schema: pa.Schema) -> int:
                 if rows:
                     try:
                         table = _table(rows, schema)
-                    except (KeyError, TypeError, ValueError, pa.ArrowException):
-                        os.replace(journal, journal.with_name(journal.name + ".bad"))
+                    except _BAD_ROWS:
+                        _set_aside(journal)
                         continue
                     write_parquet_atomically(table, part)
                     recovered += len(rows)
@@ -447,7 +461,7 @@ class ParquetLog:
         """Write every buffered row now (one attempt per waiting file; failures stay pending)."""
         with self._wake:
             self._rotate()
-        self._write_pending(once=True)
+        self._write_pending()
 
     def close(self) -> None:
         """Write the rest and stop the thread (idempotent). Rows that still cannot be written
@@ -501,7 +515,7 @@ class ParquetLog:
                 self._sync()
                 last_sync = time.monotonic()
             if self._pending and time.monotonic() >= retry_at:
-                if self._write_pending(once=False):
+                if self._write_pending():
                     backoff = 0.0
                 else:
                     backoff = min(5.0, max(0.1, 2 * backoff))
@@ -518,50 +532,43 @@ class ParquetLog:
             except OSError as e:
                 self.last_error = f"journal fsync: {e}"
 
-    def _write_pending(self, once: bool) -> bool:
+    def _write_pending(self) -> bool:
         """Write the pending segments' files in order; False at the first that fails."""
         with self._io:
-            return self._write_pending_locked(once)
-
-    def _write_pending_locked(self, once: bool) -> bool:
-        while True:
-            with self._wake:
-                if not self._pending:
-                    return True
-                segment = self._pending[0]
-            try:
-                table = _table(segment.rows, self.schema)
-            except (KeyError, TypeError, ValueError, pa.ArrowException) as e:
-                # Rows that never fit the schema: no retry can help. Keep them for a person.
+            while True:
+                with self._wake:
+                    if not self._pending:
+                        return True
+                    segment = self._pending[0]
+                try:
+                    table = _table(segment.rows, self.schema)
+                except _BAD_ROWS as e:
+                    # Rows that never fit the schema: no retry can help. Keep them for a person.
+                    with self._wake:
+                        self._pending.pop(0)
+                        self.bad_rows += len(segment.rows)
+                        self.last_error = f"bad rows: {e!r}"
+                    _set_aside(segment.path)
+                    segment.close(delete=False)
+                    continue
+                try:
+                    write_parquet_atomically(table, segment.part)
+                except OSError as e:
+                    self.failed_writes += 1
+                    self.last_error = f"{type(e).__name__}: {e}"
+                    self._failing = True
+                    return False
                 with self._wake:
                     self._pending.pop(0)
-                    self.bad_rows += len(segment.rows)
-                    self.last_error = f"bad rows: {e!r}"
-                os.replace(segment.path, segment.path.with_name(segment.path.name + ".bad"))
-                segment.close(delete=False)
-                continue
-            try:
-                write_parquet_atomically(table, segment.part)
-            except OSError as e:
-                self.failed_writes += 1
-                self.last_error = f"{type(e).__name__}: {e}"
-                self._failing = True
-                return False
-            with self._wake:
-                self._pending.pop(0)
-                self.files_written += 1
-                self._failing = False
-            segment.close(delete=True)
-            if once and not self._pending:
-                return True
+                    self.files_written += 1
+                    self._failing = False
+                segment.close(delete=True)
 
 
 def logged_request_ids(folder: str | Path) -> list[str]:
     """The request ids of every finished file of one table folder (``LOGDIR/feedback``)."""
-    folder = Path(folder)
-    files = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
     ids: list[str] = []
-    for path in files:
+    for path in _part_files(Path(folder)):
         column = pq.read_table(path, columns=[Col.REQUEST_ID]).column(0)
         ids.extend(v for v in column.to_pylist() if v is not None)
     return ids
@@ -622,8 +629,7 @@ def read_log(log_dir: str | Path, table: str = IMPRESSIONS_DIR) -> pa.Table:
     """
     if table not in (IMPRESSIONS_DIR, FEEDBACK_DIR):
         raise ValueError(f"table ({table!r}) must be {IMPRESSIONS_DIR!r} or {FEEDBACK_DIR!r}")
-    folder = Path(log_dir) / table
-    files = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+    files = _part_files(Path(log_dir) / table)
     if not files:
         return feedback_schema().empty_table() if table == FEEDBACK_DIR else pa.table({})
     return pa.concat_tables([pq.read_table(f) for f in files])

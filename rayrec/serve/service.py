@@ -463,21 +463,22 @@ class RecommenderService:
         policy = self.policies[0 if served is None else served]
         version = policy.version if served is not None else self._version_name(found.tag)
         reward = policy.reward(responses)
+        if self.feedback_log is not None:
+            try:
+                self.feedback_log.append(
+                    {
+                        Feedback.REQUEST_ID: req.request_id,
+                        Feedback.USER_ID: found.user_id,
+                        Feedback.TIME: now,
+                        Feedback.POLICY: version,
+                        Feedback.RESPONSES: responses.reshape(-1),
+                        Feedback.REWARD: reward,
+                    }
+                )
+            except LogBacklogFull:  # not logged, so not seen: the client may send it again
+                raise RequestError(503, self._log_full_message()) from None
         self.seen.add(req.request_id, found.issued, now)
         self.stats["feedback"] += 1
-        if self.feedback_log is not None:
-            if self.feedback_log.full:
-                raise RequestError(503, self._log_full_message())
-            self.feedback_log.append(
-                {
-                    Feedback.REQUEST_ID: req.request_id,
-                    Feedback.USER_ID: found.user_id,
-                    Feedback.TIME: now,
-                    Feedback.POLICY: version,
-                    Feedback.RESPONSES: responses.reshape(-1),
-                    Feedback.REWARD: reward,
-                }
-            )
         return {"request_id": req.request_id, "model_version": version, "reward": reward}
 
     def _version_name(self, tag: bytes) -> str:

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rayrec.data.parts import PART_GLOB, arrow_column, part_files, read_parts, write_part
 from rayrec.data.schema import META_KEY, SCHEMA_VERSION, Col, LogError, log_schema
 from rayrec.sim import SimConfig
 
@@ -31,15 +32,6 @@ __all__ = [
 ]
 
 LOG_META_FILE = "log.json"
-PART_GLOB = "part-*.parquet"
-
-
-def _to_arrow(values: np.ndarray, field: pa.Field) -> pa.Array:
-    """A numpy column as the arrow type of ``field`` (fixed-size lists from 2-D arrays)."""
-    if pa.types.is_fixed_size_list(field.type):
-        flat = pa.array(np.ascontiguousarray(values).reshape(-1), type=field.type.value_type)
-        return pa.FixedSizeListArray.from_arrays(flat, field.type.list_size)
-    return pa.array(values, type=field.type)
 
 
 class LogWriter:
@@ -81,12 +73,9 @@ class LogWriter:
             values = np.concatenate(parts) if parts[0].ndim else np.array(parts)
             if field.name == Col.REQUEST_ID and values.dtype != object:
                 values = np.array([None] * len(values), dtype=object)
-            arrays.append(_to_arrow(values, field))
+            arrays.append(arrow_column(values, field))
         table = pa.Table.from_arrays(arrays, schema=self.schema)
-        path = self.folder / f"part-{self.parts:05d}.parquet"
-        tmp = self.folder / f".{path.name}.tmp-{os.getpid()}"
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
+        write_part(table, self.folder / f"part-{self.parts:05d}.parquet", compression="zstd")
         self.parts += 1
         self.rows += table.num_rows
         self._buffer, self._buffered = [], 0
@@ -112,7 +101,7 @@ def log_files(folder: str | Path) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise LogError(f"{path}: no such log folder or file")
-    files = sorted(path.glob(PART_GLOB))
+    files = part_files(path)
     if not files:
         raise LogError(f"{path}: no {PART_GLOB} files; is it a rayrec log (rayrec collect)?")
     return files
@@ -185,6 +174,6 @@ def read_log(folder: str | Path, columns: list[str] | None = None) -> pa.Table:
     """The whole log as one arrow table (validated first)."""
     _, files = validate_log(folder)
     try:
-        return pa.concat_tables(pq.read_table(f, columns=columns) for f in files)
+        return read_parts(files, columns)
     except (pa.ArrowInvalid, OSError) as e:
         raise LogError(f"{folder}: cannot read ({e})") from e

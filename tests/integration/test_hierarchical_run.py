@@ -106,7 +106,7 @@ def test_a_hierarchical_checkpoint_is_served_over_http(hier_run: Path, tmp_path:
     from ray import serve
 
     from rayrec.serve.app import APP_NAME, build_app
-    from rayrec.serve.log import Impressions, read_log
+    from rayrec.serve.log import Impressions, read_served
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -144,7 +144,7 @@ def test_a_hierarchical_checkpoint_is_served_over_http(hier_run: Path, tmp_path:
     finally:
         serve.delete(APP_NAME)
         serve.shutdown()
-    rows = read_log(tmp_path / "log")
+    rows = read_served(tmp_path / "log")
     assert rows.num_rows == 3
     props = rows.column(Impressions.PROPENSITIES).to_pylist()
     assert props[0][0] == pytest.approx(reply["propensities"][0])

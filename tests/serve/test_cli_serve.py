@@ -16,7 +16,7 @@ import yaml
 
 from rayrec.cli import main
 from rayrec.serve.app import free_direct_port
-from rayrec.serve.log import read_log
+from rayrec.serve.log import read_served
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -184,7 +184,7 @@ def test_rayrec_serve_command_end_to_end(module_runs, tmp_path, direct):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
-    table = read_log(log_dir)
+    table = read_served(log_dir)
     assert sorted(table.column("request_id").to_pylist()) == sorted(
         a.json()["request_id"] for a in answers
     )

@@ -7,9 +7,9 @@ import errno
 
 from starlette.testclient import TestClient
 
-import rayrec.serve.log as log_module
+import rayrec.data.parts as log_module
 from rayrec.serve.api import make_api
-from rayrec.serve.log import read_log
+from rayrec.serve.log import read_served
 from rayrec.serve.service import RecommenderService, ServiceSettings
 
 
@@ -45,5 +45,5 @@ def test_enospc_twice_keeps_serving_and_loses_no_impression(module_runs, tmp_pat
     assert calls[0] > 2 and service.impressions.failed_writes == 2
     assert all(h["status"] in ("ok", "degraded") for h in health)
     assert any("No space left" in " ".join(h["reasons"]) for h in health)
-    logged = read_log(tmp_path / "log").column("request_id").to_pylist()
+    logged = read_served(tmp_path / "log").column("request_id").to_pylist()
     assert sorted(logged) == sorted(served)  # every one, once

@@ -8,14 +8,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from rayrec.data.journal import LogBacklogFull, ParquetLog
 from rayrec.serve.log import (
     FEEDBACK_DIR,
     Feedback,
-    LogBacklogFull,
-    ParquetLog,
     feedback_schema,
     impression_schema,
-    read_log,
+    read_served,
 )
 
 
@@ -57,7 +56,7 @@ def test_flushes_once_n_rows_wait_and_at_close(tmp_path):
     # Whole files only, numbered per writer, no temporary files left behind.
     assert files == [f"part-w_1-{i:06d}.parquet" for i in range(len(files))]
     assert all(pq.read_metadata(tmp_path / FEEDBACK_DIR / f).num_rows > 0 for f in files)
-    table = read_log(tmp_path, FEEDBACK_DIR)
+    table = read_served(tmp_path, FEEDBACK_DIR)
     assert table.schema.equals(feedback_schema(), check_metadata=True)
     assert table.column(Feedback.USER_ID).to_pylist() == list(range(11))
     assert table.column(Feedback.RESPONSES).to_pylist()[2] == [2.0] * 12
@@ -87,7 +86,7 @@ def _enospc_times(monkeypatch, n: int) -> list[int]:
     """The log's parquet writes fail with ENOSPC the first ``n`` times."""
     import errno
 
-    import rayrec.serve.log as log_module
+    import rayrec.data.parts as log_module
 
     real, calls = log_module.pq.write_table, [0]
 
@@ -149,7 +148,8 @@ def test_rows_that_do_not_fit_are_set_aside_not_retried(tmp_path):
 
 KILLED_WRITER = """
 import os, sys, numpy as np
-from rayrec.serve.log import Feedback, ParquetLog, feedback_schema
+from rayrec.data.journal import ParquetLog
+from rayrec.serve.log import Feedback, feedback_schema
 log = ParquetLog(sys.argv[1], feedback_schema(), "dead", flush_rows=4, flush_seconds=60)
 for i in range(10):
     log.append({Feedback.REQUEST_ID: f"r{i}", Feedback.USER_ID: i, Feedback.TIME: 1.0,
@@ -197,10 +197,10 @@ def read_log_rows(folder) -> int:
 
 
 def test_reading_an_empty_log(tmp_path):
-    assert read_log(tmp_path).num_rows == 0
-    assert read_log(tmp_path, FEEDBACK_DIR).num_rows == 0
+    assert read_served(tmp_path).num_rows == 0
+    assert read_served(tmp_path, FEEDBACK_DIR).num_rows == 0
     with pytest.raises(ValueError, match="table"):
-        read_log(tmp_path, "other")
+        read_served(tmp_path, "other")
 
 
 def test_a_segment_left_half_opened_by_a_dead_writer_is_removed(tmp_path):

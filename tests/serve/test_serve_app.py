@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from rayrec.cli import main
-from rayrec.serve.log import FEEDBACK_DIR, Impressions, impression_schema, read_log
+from rayrec.serve.identity import ab_share
+from rayrec.serve.log import FEEDBACK_DIR, Impressions, impression_schema, read_served
 from rayrec.serve.schemas import MAX_CANDIDATES, MAX_K
-from rayrec.serve.service import ab_share
 
 pytestmark = pytest.mark.integration
 
@@ -180,7 +180,7 @@ def test_deployment_handle_recommends_like_http(app):
 
 
 def _logged_ids(log_dir: Path) -> list[str]:
-    table = read_log(log_dir)
+    table = read_served(log_dir)
     return table.column("request_id").to_pylist() if table.num_rows else []
 
 
@@ -214,8 +214,8 @@ def test_impression_log_content_and_schema(app):
     wanted = {out["request_id"] for _, out in sent}
     deadline = time.time() + 60
     while time.time() < deadline:
-        table = read_log(log_dir)
-        feedback_rows = read_log(log_dir, FEEDBACK_DIR).to_pylist()
+        table = read_served(log_dir)
+        feedback_rows = read_served(log_dir, FEEDBACK_DIR).to_pylist()
         ids = set(table.column(Impressions.REQUEST_ID).to_pylist()) if table.num_rows else set()
         if wanted <= ids and any(r["request_id"] == fb_id for r in feedback_rows):
             break

@@ -10,20 +10,17 @@ import pytest
 from pydantic import ValidationError
 
 from rayrec.contracts.errors import SpecError
-from rayrec.serve.schemas import REQUEST_ID_PATTERN, FeedbackRequest, RecommendRequest
-from rayrec.serve.service import (
+from rayrec.serve.identity import (
     REQUEST_ID_HEX,
-    RecommenderService,
-    RequestError,
     RequestIdentity,
     SeenFeedback,
-    ServiceSettings,
     ab_share,
-    default_context,
     sign_request_id,
     verify_request_id,
     version_tag,
 )
+from rayrec.serve.schemas import REQUEST_ID_PATTERN, FeedbackRequest, RecommendRequest
+from rayrec.serve.service import RecommenderService, RequestError, ServiceSettings, default_context
 
 KEY = bytes(range(32))
 
@@ -160,7 +157,7 @@ def test_feedback_reward_and_checks(service):
 def test_feedback_survives_a_redeploy_and_keeps_its_version(module_runs, tmp_path, monkeypatch):
     """Model A serves; B replaces it (same key, from $RAYREC_REQUEST_ID_KEY); feedback for A's
     request is accepted, attributed to A by name, and its replay refused after a restart."""
-    from rayrec.serve.log import FEEDBACK_DIR, read_log
+    from rayrec.serve.log import FEEDBACK_DIR, read_served
 
     monkeypatch.setenv("RAYREC_REQUEST_ID_KEY", "ab" * 32)
     log_dir = str(tmp_path / "log")
@@ -178,7 +175,7 @@ def test_feedback_survives_a_redeploy_and_keeps_its_version(module_runs, tmp_pat
     )
     assert b.feedback(req)["model_version"] == out["model_version"]
     b.close()
-    rows = read_log(log_dir, FEEDBACK_DIR).to_pylist()
+    rows = read_served(log_dir, FEEDBACK_DIR).to_pylist()
     assert [(r["request_id"], r["policy"]) for r in rows] == [
         (out["request_id"], out["model_version"])
     ]

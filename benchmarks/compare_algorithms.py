@@ -17,6 +17,8 @@ The numbers go to ``docs/results.json`` (key ``--key``, default ``online``) and 
 ``docs/results.md``; both are produced here, never edited by hand.
 
     python benchmarks/compare_algorithms.py [--budget 300] [--presets ppo,impala,appo,apex_dqn]
+    python benchmarks/compare_algorithms.py --presets ppo --seeds 0,1,2 --budget preset \
+        --keep runs/curves    # run folders for benchmarks/learning_curves.py
     python benchmarks/compare_algorithms.py --env envs/session-recall.yaml --key online_encoders \
         --run mean ppo model.encoder=mean --run gru ppo model.encoder=gru --baselines random
 """
@@ -71,6 +73,12 @@ def main() -> None:
     parser.add_argument(
         "--seeds", default=None, help="comma-separated training seeds: one row per seed"
     )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="keep each row's run folder as KEEP/LABEL-seedN (for benchmarks/learning_curves.py)",
+    )
     args = parser.parse_args()
     try:
         budget = None if args.budget == "preset" else float(args.budget)
@@ -104,8 +112,9 @@ def main() -> None:
             policy = PolicySpec.from_dict(policy_raw, name)
             stop = policy.stop if budget is None else {"time_budget": budget}
             with tempfile.TemporaryDirectory() as tmp:
+                folder = f"{label}-seed{seed}".replace("/", "_").replace(" ", "_")
                 options = RunOptions(
-                    out=Path(tmp) / name,
+                    out=(args.keep / folder) if args.keep else Path(tmp) / name,
                     seed=seed,
                     iterations=stop.get("iterations"),
                     time_budget=stop.get("time_budget"),

@@ -41,13 +41,21 @@ __all__ = [
 METRICS = ("return", "clicks", "sessions")
 """Per-user outcomes compared between arms: lifetime return (the simulator's reward summed over the
 lifetime), clicks and sessions per lifetime."""
-WORLD_FIELDS = ("num_items", "embed_dim", "num_candidates", "history_len", "slate_size")
+WORLD_FIELDS = (
+    "world_seed",
+    "num_items",
+    "embed_dim",
+    "num_candidates",
+    "history_len",
+    "slate_size",
+)
 """``GET /v1/models`` fields that must equal the env spec's (besides the catalog fingerprint)."""
 SEED_LIMIT = 2**31
 """Seeds are in [0, SEED_LIMIT): a user's id is ``seed * 2**32 + i`` (see traffic_user_ids)."""
 SMALL_ARM = 100
 """Below this many users in an arm the report warns: the calibration tests measured up to 7.6%
 false positives at alpha 0.05 with 40 users in the smaller arm (docs/loop.md)."""
+_REQUEST_SEED_SALT = 0x7EAFF1C
 _RETRY_STATUSES = (408, 503)
 _ATTEMPTS = 6
 
@@ -111,7 +119,7 @@ def check_world(
         version = model.get("version")
         if not isinstance(version, str):
             raise TrafficError(f"{source}: GET /v1/models lists a model without a version")
-        for name in (*WORLD_FIELDS, "world_seed"):
+        for name in WORLD_FIELDS:
             if name in model and model[name] != getattr(config, name):
                 raise TrafficError(
                     f"--env: {name} is {getattr(config, name)} but {version} is served with "
@@ -239,7 +247,8 @@ async def _play(
     progress: Callable[[int, int], None] | None,
 ) -> list[dict[str, Any]]:
     cfg, b = sim.config, sim.num_users
-    rng = np.random.default_rng(np.random.SeedSequence(options.seed).spawn(2)[1])
+    # The requests' seeds: a stream apart from the simulator's (which spawns from the bare seed).
+    rng = np.random.default_rng(np.random.SeedSequence([_REQUEST_SEED_SALT, options.seed]))
     k = cfg.slate_size
     life = _Lifetimes(b)
     active = np.ones(b, dtype=bool)

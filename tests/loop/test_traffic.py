@@ -252,3 +252,44 @@ def test_the_service_names_its_world(ab_app, serve_specs):
     for model in models:
         assert model["catalog"] == fingerprint and model["embed_dim"] == config.embed_dim
         assert model["num_items"] == config.num_items and model["world_seed"] == config.world_seed
+
+
+@pytest.fixture(scope="module")
+def guarded(module_runs, tmp_path_factory):
+    """rayrec's API (the same routes and service as in Serve) under plain uvicorn, without Ray,
+    guarded by an API key."""
+    import uvicorn
+
+    from rayrec.serve.api import make_api
+    from rayrec.serve.service import RecommenderService, ServiceSettings
+
+    key = tmp_path_factory.mktemp("key") / "api.key"
+    key.write_text("traffic-test-key-0123456789\n")
+    settings = ServiceSettings(checkpoint=str(module_runs["ppo"]), api_key_file=str(key))
+    service = RecommenderService.load(settings.resolved())
+
+    async def score(job):
+        return service.score([job])[0]
+
+    port = _free_port()
+    config = uvicorn.Config(make_api(service, score), port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", key
+    server.should_exit = True
+    thread.join(timeout=10)
+    service.close()
+
+
+def test_api_key_file_opens_a_guarded_service(guarded, serve_specs, tmp_path, capsys):
+    url, key = guarded
+    args = ["--url", url, "--env", str(_env_file(serve_specs, tmp_path)), "--users", "4"]
+    assert "the service wants an API key (--api-key-file F)" in _refused(args, capsys)
+    assert main(["traffic", *args, "--api-key-file", str(key), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["users"] == 4 and report["requests"] == report["feedback"] > 0
+    assert [arm["arm"] for arm in report["arms"]] == ["A"] and report["difference"] is None
+    assert "is the service running an A/B split" in report["warnings"][0]

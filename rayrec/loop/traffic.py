@@ -25,10 +25,11 @@ import numpy as np
 from rayrec.contracts.errors import SpecError
 from rayrec.evaluation.simulate import refill_slots
 from rayrec.loop.abtest import ALPHA, ab_report
-from rayrec.sim import SessionSimulator, SimConfig
+from rayrec.sim import SessionSimulator, SimConfig, StepResult
 
 __all__ = [
     "METRICS",
+    "RESPONSES",
     "WORLD_FIELDS",
     "TrafficError",
     "TrafficFailed",
@@ -50,6 +51,8 @@ WORLD_FIELDS = (
     "slate_size",
 )
 """``GET /v1/models`` fields that must equal the env spec's (besides the catalog fingerprint)."""
+RESPONSES = ("click", "watch", "like", "skip")
+"""The API's names of a user's responses, in the order of the simulator's response columns."""
 SEED_LIMIT = 2**31
 """Seeds are in [0, SEED_LIMIT): a user's id is ``seed * 2**32 + i`` (see traffic_user_ids)."""
 SMALL_ARM = 100
@@ -203,18 +206,41 @@ async def probe(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
     return body
 
 
-def _history(items: np.ndarray, responses: np.ndarray) -> list[dict[str, Any]]:
-    return [
-        {
-            "item_id": int(item),
-            "click": float(r[0]),
-            "watch": float(r[1]),
-            "like": float(r[2]),
-            "skip": float(r[3]),
-        }
-        for item, r in zip(items, responses, strict=True)
+def _request(
+    sim: SessionSimulator, slot: int, user_id: int, context: np.ndarray, seed: int
+) -> tuple[dict[str, Any], dict[int, int]]:
+    """The ``POST /v1/recommend`` body of the user in ``slot`` (what the simulator knows of it now)
+    and the map from each offered item to its candidate index (the first, if repeated)."""
+    valid = np.flatnonzero(sim.candidate_valid[slot])
+    position: dict[int, int] = {}
+    for j in valid:
+        position.setdefault(int(sim.candidates[slot, j]), int(j))
+    history = [
+        {"item_id": int(item), **dict(zip(RESPONSES, map(float, r), strict=True))}
+        for item, r in zip(sim.history_items[slot], sim.history_responses[slot], strict=True)
         if item >= 0
     ]
+    body = {
+        "user_id": user_id,
+        "history": history,
+        "context": [float(c) for c in context],
+        "candidates": list(position),
+        "k": min(sim.config.slate_size, len(position)),
+        "mode": "sample",
+        "seed": seed,
+    }
+    return body, position
+
+
+def _responses(result: StepResult, slot: int, k: int) -> list[dict[str, Any]]:
+    """The ``POST /v1/feedback`` responses of the user in ``slot`` to a slate of k items: the
+    simulator's click, watch, like and skip at the clicked position, nothing elsewhere."""
+    responses: list[dict[str, Any]] = [{} for _ in range(k)]
+    at = int(result.click_position[slot])
+    if 0 <= at < k:
+        values = (1.0, result.watch[slot], result.like[slot], result.skip[slot])
+        responses[at] = dict(zip(RESPONSES, map(float, values), strict=True))
+    return responses
 
 
 class _Lifetimes:
@@ -231,6 +257,21 @@ class _Lifetimes:
         for values in (self.ret, self.clicks, self.steps, self.requests):
             values[idx] = 0
         self.arm[idx], self.mixed[idx] = -1, False
+
+    def finish(self, slot: int, user_id: int, versions: list[str], sessions: int) -> None:
+        """The lifetime in ``slot`` ended: keep its row (see ``users.csv`` in docs/loop.md)."""
+        self.rows.append(
+            {
+                "user_id": user_id,
+                "version": versions[self.arm[slot]],
+                "mixed": bool(self.mixed[slot]),
+                "return": float(self.ret[slot]),
+                "clicks": int(self.clicks[slot]),
+                "sessions": sessions,
+                "steps": int(self.steps[slot]),
+                "requests": int(self.requests[slot]),
+            }
+        )
 
     def serve(self, slot: int, arm: int) -> None:
         if self.arm[slot] >= 0 and self.arm[slot] != arm:
@@ -257,30 +298,14 @@ async def _play(
     while active.any():
         slots = np.flatnonzero(active)
         ids = traffic_user_ids(options.seed, sim.user_id)
-        context, cands, valid = sim.context(), sim.candidates, sim.candidate_valid
+        context = sim.context()
         seeds = rng.integers(0, 2**63 - 1, b)
-        bodies, index = [], []
-        for s in slots:
-            position: dict[int, int] = {}  # item id -> candidate index (the first, if repeated)
-            for j in np.flatnonzero(valid[s]):
-                position.setdefault(int(cands[s, j]), int(j))
-            index.append(position)
-            bodies.append(
-                {
-                    "user_id": int(ids[s]),
-                    "history": _history(sim.history_items[s], sim.history_responses[s]),
-                    "context": [float(c) for c in context[s]],
-                    "candidates": list(position),
-                    "k": min(k, len(position)),
-                    "mode": "sample",
-                    "seed": int(seeds[s]),
-                }
-            )
+        asked = [_request(sim, s, int(ids[s]), context[s], int(seeds[s])) for s in slots]
         # This step's requests and the previous step's feedback are in flight together.
-        answers = await asyncio.gather(*(endpoint.recommend(body) for body in bodies), *pending)
-        answers = answers[: len(bodies)]
+        answers = await asyncio.gather(*(endpoint.recommend(body) for body, _ in asked), *pending)
+        answers = answers[: len(asked)]
         slate = np.full((b, k), -1, dtype=np.int64)
-        for s, position, answer in zip(slots, index, answers, strict=True):
+        for s, (_, position), answer in zip(slots, asked, answers, strict=True):
             version = answer["model_version"]
             if version not in versions:
                 versions.append(version)
@@ -293,20 +318,17 @@ async def _play(
             chosen = [position[item] for item in answer["items"]]
             slate[s, : len(chosen)] = chosen
         result = sim.step(slate)
-        pending = []
-        for s, answer in zip(slots, answers, strict=True):
-            served = answer["items"]
-            responses: list[dict[str, Any]] = [{} for _ in served]
-            at = int(result.click_position[s])
-            if 0 <= at < len(served):
-                responses[at] = {
-                    "click": 1.0,
-                    "watch": float(result.watch[s]),
-                    "like": float(result.like[s]),
-                    "skip": float(result.skip[s]),
-                }
-            feedback = {"request_id": answer["request_id"], "responses": responses}
-            pending.append(asyncio.ensure_future(endpoint.send_feedback(feedback)))
+        pending = [
+            asyncio.ensure_future(
+                endpoint.send_feedback(
+                    {
+                        "request_id": answer["request_id"],
+                        "responses": _responses(result, s, len(answer["items"])),
+                    }
+                )
+            )
+            for s, answer in zip(slots, answers, strict=True)
+        ]
         life.ret += result.reward
         life.clicks += result.clicked
         life.steps += 1
@@ -315,18 +337,7 @@ async def _play(
             continue
         idx = np.flatnonzero(done)
         for s in idx:
-            life.rows.append(
-                {
-                    "user_id": int(ids[s]),
-                    "version": versions[life.arm[s]],
-                    "mixed": bool(life.mixed[s]),
-                    "return": float(life.ret[s]),
-                    "clicks": int(life.clicks[s]),
-                    "sessions": int(sim.session_index[s] + 1),
-                    "steps": int(life.steps[s]),
-                    "requests": int(life.requests[s]),
-                }
-            )
+            life.finish(s, int(ids[s]), versions, int(sim.session_index[s] + 1))
         refill, started = refill_slots(sim, idx, active, started, options.users)
         life.reset(refill)
         if progress is not None:

@@ -24,10 +24,22 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-__all__ = ["ALPHA", "Difference", "MeanCI", "ab_report", "mean_ci", "welch"]
+__all__ = [
+    "ALPHA",
+    "MIN_LOOK",
+    "Difference",
+    "MeanCI",
+    "Sequential",
+    "ab_report",
+    "mean_ci",
+    "msprt",
+    "welch",
+]
 
 ALPHA = 0.05
 """Significance level: 95% intervals."""
+MIN_LOOK = 10
+"""The sequential test looks once both arms have this many users."""
 
 
 def _number(x: float) -> float | None:
@@ -153,3 +165,79 @@ def ab_report(
         difference = {"arms": f"{names[1]} - {names[0]}"}
         difference.update({m: welch(a[m], b[m], alpha).to_dict() for m in metrics})
     return {"alpha": alpha, "test": "welch", "arms": rows, "difference": difference}
+
+
+@dataclass(frozen=True)
+class Sequential:
+    """An always-valid test of ``mean(b) - mean(a)`` over users in arrival order (mSPRT)."""
+
+    p_value: float
+    """Always-valid p-value after the last user: min over every look of 1 / likelihood ratio."""
+    first_rejection: int | None
+    """Users seen when the p-value first fell below alpha (None: never)."""
+    alpha: float
+
+    @property
+    def significant(self) -> bool:
+        return self.first_rejection is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "always_valid_p": _number(self.p_value),
+            "first_rejection": self.first_rejection,
+            "significant": self.significant,
+        }
+
+
+def msprt(
+    values: Sequence[float] | np.ndarray,
+    in_b: Sequence[bool] | np.ndarray,
+    effect: float = 0.25,
+    alpha: float = ALPHA,
+) -> Sequential:
+    """The mixture sequential probability ratio test (mSPRT: Robbins 1970; Johari, Koomen, Pekelis
+    and Walsh 2017, "Peeking at A/B tests") with a look after every user, in arrival order.
+
+    At each look the difference of means d has estimated variance V = s_A^2/n_A + s_B^2/n_B; the
+    likelihood ratio of d under the mixture effect ~ N(0, tau^2) against no effect is
+
+        L = sqrt(V / (V + tau^2)) * exp(tau^2 d^2 / (2 V (V + tau^2)))
+
+    and the always-valid p-value is the running minimum of 1 / L: stopping whenever it falls below
+    alpha keeps the false-positive rate at most alpha however often one looks (for normal data
+    with known variance; here the variance is estimated, as in the paper's plug-in version).
+    ``tau`` is ``effect`` per-user standard deviations (pooled, at that look): the effect size the
+    test is most sensitive to. Looks start once both arms have MIN_LOOK users (the plug-in
+    variance means little before).
+
+    Args:
+        values: (n,) per-user outcomes in the order the users finished.
+        in_b: (n,) True for users of arm B.
+    """
+    x = _values(values, "values")
+    b = np.asarray(in_b, dtype=bool).reshape(-1)
+    if len(b) != len(x):
+        raise ValueError(f"values ({len(x)}) and in_b ({len(b)}) must have one length")
+    a = ~b
+    cumulative = []
+    for arm in (a, b):
+        n = np.cumsum(arm)
+        total, squares = np.cumsum(np.where(arm, x, 0.0)), np.cumsum(np.where(arm, x * x, 0.0))
+        safe = np.maximum(n, 1)
+        mean = total / safe
+        var = np.maximum(squares - n * mean**2, 0.0) / np.maximum(n - 1, 1)
+        cumulative.append((n, mean, var))
+    (na, ma, va), (nb, mb, vb) = cumulative
+    looks = (na >= MIN_LOOK) & (nb >= MIN_LOOK)
+    v = va / np.maximum(na, 1) + vb / np.maximum(nb, 1)
+    pooled = ((na - 1) * va + (nb - 1) * vb) / np.maximum(na + nb - 2, 1)
+    tau2 = effect**2 * pooled
+    d = mb - ma
+    ok = looks & (v > 0) & (tau2 > 0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        log_l = 0.5 * np.log(v / (v + tau2)) + tau2 * d**2 / (2 * v * (v + tau2))
+    log_l = np.where(ok, log_l, -np.inf)
+    p = np.minimum.accumulate(np.minimum(1.0, np.exp(-log_l)))
+    crossed = np.flatnonzero(p < alpha)
+    first = int(crossed[0]) + 1 if crossed.size else None
+    return Sequential(float(p[-1]) if len(p) else 1.0, first, alpha)

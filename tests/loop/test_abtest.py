@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from rayrec.loop.abtest import ab_report, mean_ci, welch
+from rayrec.loop.abtest import MIN_LOOK, ab_report, mean_ci, msprt, welch
 
 A = [1.0, 2.0, 3.0, 4.0]  # mean 2.5, variance 5/3
 B = [2.0, 4.0, 6.0, 8.0, 10.0]  # mean 6, variance 10
@@ -76,3 +76,27 @@ def test_report_without_two_judgeable_arms_has_no_difference():
     assert ab_report({"A": {"x": np.array(A)}}, ["x"])["difference"] is None
     one_user = {"A": {"x": np.array(A)}, "B": {"x": np.array([1.0])}}
     assert ab_report(one_user, ["x"])["difference"] is None
+
+
+def _likelihood_ratio(a: np.ndarray, b: np.ndarray, effect: float) -> float:
+    """The mSPRT's mixture likelihood ratio at one look, from its formula."""
+    v = a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)
+    pooled = ((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2)
+    tau2, d = effect**2 * pooled, b.mean() - a.mean()
+    return math.sqrt(v / (v + tau2)) * math.exp(tau2 * d**2 / (2 * v * (v + tau2)))
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.5])
+def test_msprt_is_the_running_minimum_of_one_over_the_ratio(shift):
+    rng = np.random.default_rng(3)
+    in_b = rng.random(120) < 0.4
+    values = rng.exponential(1.0, 120) + shift * in_b
+    p, first = 1.0, None
+    for n in range(1, 121):
+        a, b = values[:n][~in_b[:n]], values[:n][in_b[:n]]
+        if min(len(a), len(b)) >= MIN_LOOK:
+            p = min(p, 1 / _likelihood_ratio(a, b, 0.25))
+            first = n if first is None and p < 0.05 else first
+    got = msprt(values, in_b)
+    assert got.p_value == pytest.approx(p) and got.first_rejection == first
+    assert got.significant == (first is not None)

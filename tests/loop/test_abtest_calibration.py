@@ -9,6 +9,8 @@ USERS users: disjoint sets of independently drawn users, played in one batched r
   alpha of the repetitions, within a binomial tolerance; so must the per-arm intervals miss the
   true mean. An interval that is too narrow by sqrt(2) fails the same check (it can fail).
 - A real difference (heuristic against random) is found in nearly every repetition.
+- Looking after every user that finishes: the always-valid mSPRT keeps its false-positive rate
+  at most alpha; stopping at the first significant Welch test (every 10 users) does not.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from scipy import stats
 
 from rayrec.evaluation.baselines import make_baseline
 from rayrec.evaluation.simulate import lifetimes
-from rayrec.loop.abtest import ALPHA, mean_ci, welch
+from rayrec.loop.abtest import ALPHA, MIN_LOOK, mean_ci, msprt, welch
 from rayrec.loop.traffic import traffic_user_ids
 from rayrec.serve.identity import ab_share
 from rayrec.specs import EnvSpec, apply_overrides, load_yaml
@@ -109,11 +111,71 @@ def test_arm_intervals_cover_the_true_mean(pool):
     assert low <= misses <= high, f"{misses}/{len(values)} intervals missed the mean {truth:.3f}"
 
 
-def test_a_real_difference_is_found(pool):
+REAL_REPS, REAL_USERS = 100, 100
+
+
+@pytest.fixture(scope="module")
+def heuristic_users() -> np.ndarray:
+    """(REAL_REPS, REAL_USERS) returns of the heuristic baseline."""
+    users = REAL_REPS * REAL_USERS
+    per_user, _ = lifetimes(make_baseline("heuristic"), _config(), users, 12, 4096)
+    return _by_user(per_user, REAL_REPS, REAL_USERS)["return"]
+
+
+def test_a_real_difference_is_found(pool, heuristic_users):
     """Heuristic (B) against random (A): found, and in the right direction, nearly always."""
-    reps, users = 100, 100
-    per_user, _ = lifetimes(make_baseline("heuristic"), _config(), reps * users, 12, 4096)
-    heuristic = _by_user(per_user, reps, users)["return"]
-    random_ = _random_users(pool, users)["return"][:reps]
+    reps, heuristic = REAL_REPS, heuristic_users
+    random_ = _random_users(pool, REAL_USERS)["return"][:reps]
     found = [welch(a, b) for a, b in zip(random_, heuristic, strict=True)]
     assert sum(d.significant and d.low > 0 for d in found) >= 0.98 * reps
+
+
+def _arrivals(pool: dict[str, np.ndarray], users: int, metric: str) -> tuple[np.ndarray, ...]:
+    """(reps, users) outcomes and B flags of each repetition's users in the order they finished
+    (the order ``rayrec traffic`` sees them)."""
+    reps = POOL // users
+    finished = np.sort(np.argsort(pool["user_id"]).reshape(reps, users), axis=1)
+    values, sim_ids = pool[METRICS[metric]][finished], pool["user_id"][finished]
+    in_b = [
+        [ab_share(int(u)) < 0.5 for u in traffic_user_ids(r, ids % users)]
+        for r, ids in enumerate(sim_ids)
+    ]
+    return values, np.array(in_b)
+
+
+def _peeking_welch(values: np.ndarray, in_b: np.ndarray, every: int = 10) -> bool:
+    """Look every ``every`` users and stop at the first significant Welch test."""
+    for n in range(every, len(values) + 1, every):
+        a, b = values[:n][~in_b[:n]], values[:n][in_b[:n]]
+        if min(len(a), len(b)) >= MIN_LOOK and welch(a, b).significant:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("users", [200, 1000])
+@pytest.mark.parametrize("metric", list(METRICS))
+def test_msprt_stays_valid_when_looking_after_every_user(pool, metric, users):
+    values, in_b = _arrivals(pool, users, metric)
+    rejected = sum(msprt(v, b).significant for v, b in zip(values, in_b, strict=True))
+    high = _tolerance(len(values))[1]  # at most alpha: always-valid tests may be conservative
+    assert rejected <= high, f"{rejected}/{len(values)} A/A repetitions rejected"
+
+
+def test_peeking_at_welch_inflates_false_positives(pool):
+    values, in_b = _arrivals(pool, 200, "return")
+    values, in_b = values[:300], in_b[:300]
+    stopped = sum(_peeking_welch(v, b) for v, b in zip(values, in_b, strict=True))
+    assert stopped > _tolerance(len(values))[1], f"only {stopped}/{len(values)}"
+
+
+def test_msprt_finds_a_real_difference(pool, heuristic_users):
+    """Heuristic (B) against random (A), 100 users each, arriving in a random order."""
+    reps, users, heuristic = REAL_REPS, REAL_USERS, heuristic_users
+    random_ = _random_users(pool, users)["return"][:reps]
+    rng = np.random.default_rng(0)
+    found = 0
+    for a, b in zip(random_, heuristic, strict=True):
+        order = rng.permutation(2 * users)
+        values, in_b = np.concatenate([a, b])[order], (order >= users)
+        found += msprt(values, in_b).significant and b.mean() > a.mean()
+    assert found >= 0.98 * reps

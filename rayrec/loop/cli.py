@@ -166,6 +166,7 @@ def _print_report(report: dict[str, Any]) -> None:
                 f"{diff['arms']} {m}: {d['estimate']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] "
                 f"(95% CI, Welch t), p = {d['p_value']:.3g}"
                 + ("  significant" if d["significant"] else "")
+                + f"; always-valid p = {d['always_valid_p']:.3g}"
             )
     for warning in report["warnings"]:
         print(f"warning: {warning}")

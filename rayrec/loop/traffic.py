@@ -24,7 +24,7 @@ import numpy as np
 
 from rayrec.contracts.errors import SpecError
 from rayrec.evaluation.simulate import refill_slots
-from rayrec.loop.abtest import ALPHA, ab_report
+from rayrec.loop.abtest import ALPHA, ab_report, msprt
 from rayrec.sim import SessionSimulator, SimConfig, StepResult
 
 __all__ = [
@@ -385,6 +385,12 @@ def _report(
         if mine:
             arms[arm] = {m: np.array([r[m] for r in mine], dtype=np.float64) for m in METRICS}
     report = ab_report(arms, METRICS, options.alpha)
+    if report["difference"] is not None:
+        # The always-valid p-value, as if one had looked after every user that finished.
+        in_b = np.array([r["arm"] == list(arms)[1] for r in clean])
+        for m in METRICS:
+            values = np.array([r[m] for r in clean], dtype=np.float64)
+            report["difference"][m].update(msprt(values, in_b, alpha=options.alpha).to_dict())
     warnings = []
     if len(arms) < 2:
         warnings.append(

@@ -124,6 +124,7 @@ def test_traffic_against_a_served_ab_test(ab_app, serve_specs, tmp_path, capsys)
         d = report["difference"][m]
         mean_a, mean_b = (report["arms"][i][m]["mean"] for i in (0, 1))
         assert d["estimate"] == pytest.approx(mean_b - mean_a) and 0 <= d["p_value"] <= 1
+        assert 0 <= d["always_valid_p"] <= 1 and "first_rejection" in d
     assert report["difference"]["arms"] == "B - A"
 
     # The served log: one impression per request sent, one feedback event per slate.

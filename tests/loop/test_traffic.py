@@ -18,6 +18,7 @@ import yaml
 
 from rayrec.cli import main
 from rayrec.loop.cli import REPORT_FILE, USERS_FILE
+from rayrec.loop.traffic import TrafficOptions, run_traffic, traffic_user_ids
 from rayrec.serve.identity import ab_share
 from rayrec.serve.log import FEEDBACK_DIR, read_served
 
@@ -294,3 +295,15 @@ def test_api_key_file_opens_a_guarded_service(guarded, serve_specs, tmp_path, ca
     assert report["users"] == 4 and report["requests"] == report["feedback"] > 0
     assert [arm["arm"] for arm in report["arms"]] == ["A"] and report["difference"] is None
     assert "is the service running an A/B split" in report["warnings"][0]
+
+
+def test_slots_get_new_users_until_n_were_played(guarded, serve_specs):
+    """More users than the simulator's batch: finished slots are refilled, every user once."""
+    url, key = guarded
+    config = serve_specs("ppo.yaml")[0].config
+    options = TrafficOptions(url, users=4, seed=5, batch_size=2, api_key=key.read_text().strip())
+    report = run_traffic(config, options)
+    rows = report["per_user"]
+    assert sorted(r["user_id"] for r in rows) == list(traffic_user_ids(5, np.arange(4)))
+    assert sum(r["requests"] for r in rows) == report["requests"] == report["feedback"]
+    assert all(r["steps"] == r["requests"] >= r["sessions"] >= 1 for r in rows)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from rayrec.datasets import cli as datasets_cli
+from rayrec.loop import cli as loop_cli
 from rayrec.nextitem import cli as nextitem_cli
 from rayrec.ope import cli as ope_cli
 
@@ -203,4 +204,5 @@ def build_parser() -> _Parser:
     datasets_cli.add_parser(sub)
     nextitem_cli.add_parser(sub)
     ope_cli.add_parser(sub)
+    loop_cli.add_parser(sub)
     return p

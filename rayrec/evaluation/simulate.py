@@ -17,7 +17,7 @@ from rayrec.envs.observation import observe
 from rayrec.evaluation.baselines import Policy
 from rayrec.sim import SessionSimulator, SimConfig
 
-__all__ = ["ci95", "evaluate", "refill_slots"]
+__all__ = ["ci95", "evaluate", "lifetimes", "refill_slots"]
 
 
 def ci95(values: np.ndarray) -> float:
@@ -67,6 +67,24 @@ def evaluate(
     """
     if users < 2:
         raise ValueError(f"users ({users}) must be >= 2 to give a confidence interval")
+    per_user, seen = lifetimes(policy, config, users, seed, batch_size)
+    return _summarise(per_user, seen, config)
+
+
+def lifetimes(
+    policy: Policy,
+    config: SimConfig,
+    users: int,
+    seed: int = 0,
+    batch_size: int = 1024,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Play ``users`` lifetimes of ``policy`` (as :func:`evaluate`) and return what each earned.
+
+    Returns:
+        Per-user arrays in the order the lifetimes ended: ``user_id`` (the simulator's, in the order
+        the users started: 0, 1, ...), ``ret`` (return), ``clicks``, ``steps``, ``sessions``,
+        ``watch``, ``bait``, ``topics``, ``div_t``, ``div_s``; and the (N,) bool items ever shown.
+    """
     b = min(users, batch_size)
     sim = SessionSimulator(config, b, seed=seed)
     sim.reset()
@@ -79,7 +97,9 @@ def evaluate(
     prev_emb = np.zeros((b, config.embed_dim), dtype=np.float32)
     topics = np.zeros((b, config.num_topics), dtype=bool)
     seen = np.zeros(config.num_items, dtype=bool)
-    done_rows: dict[str, list[np.ndarray]] = {name: [] for name in (*acc, "sessions", "topics")}
+    done_rows: dict[str, list[np.ndarray]] = {
+        name: [] for name in (*acc, "sessions", "topics", "user_id")
+    }
     k = config.slate_size
 
     while active.any():
@@ -114,14 +134,14 @@ def evaluate(
             done_rows[name].append(values[idx].copy())
         done_rows["sessions"].append(sim.session_index[idx] + 1.0)
         done_rows["topics"].append(topics[idx].sum(axis=1).astype(float))
+        done_rows["user_id"].append(sim.user_id[idx].copy())
         refill, started = refill_slots(sim, idx, active, started, users)
         if refill.size:
             for values in acc.values():
                 values[refill] = 0.0
             topics[refill] = False
 
-    per_user = {name: np.concatenate(parts) for name, parts in done_rows.items()}
-    return _summarise(per_user, seen, config)
+    return {name: np.concatenate(parts) for name, parts in done_rows.items()}, seen
 
 
 def _summarise(u: dict[str, np.ndarray], seen: np.ndarray, config: SimConfig) -> dict[str, Any]:

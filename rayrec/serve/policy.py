@@ -268,6 +268,8 @@ class ServedPolicy:
             "scores": "q_values" if self.is_q_module else "logits",
             "levels": None if self.levels is None else [HIGH, LOW],
             "num_items": c.num_items,
+            "embed_dim": c.embed_dim,
+            "catalog": self.catalog.fingerprint,
             "num_candidates": c.num_candidates,
             "history_len": c.history_len,
             "slate_size": c.slate_size,

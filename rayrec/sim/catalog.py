@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -60,6 +62,24 @@ class ItemCatalog:
     @property
     def num_items(self) -> int:
         return int(self.embedding.shape[0])
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """16 hex digits of a hash of what a policy and a user see of the items (embeddings,
+        observable scalars, topics) and what drives users (quality, appeal, duration): two
+        catalogs with one fingerprint are one world. A server and a traffic generator compare it."""
+        digest = hashlib.sha256()
+        arrays = (
+            self.embedding,
+            self.scalars,
+            self.topic,
+            self.quality,
+            self.appeal,
+            self.duration,
+        )
+        for array in arrays:
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()[:16]
 
     @property
     def nbytes(self) -> int:

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any, NoReturn
 
+from rayrec.data import cli as data_cli
 from rayrec.datasets import cli as datasets_cli
 from rayrec.loop import cli as loop_cli
 from rayrec.nextitem import cli as nextitem_cli
@@ -95,7 +96,8 @@ def build_parser() -> _Parser:
     t.add_argument(
         "--data",
         type=Path,
-        help="log folder (rayrec collect) for offline algorithms: DiscreteCQL, BC, MARWIL",
+        help="log folder (rayrec collect, rayrec data from-served) for offline algorithms: "
+        "DiscreteCQL, BC, MARWIL",
     )
 
     c = sub.add_parser("collect", help="log a behaviour policy's sessions to parquet")
@@ -201,7 +203,7 @@ def build_parser() -> _Parser:
     j.add_argument("--address", help="dashboard URL http://HOST:8265 (default $RAY_ADDRESS)")
     j.add_argument("--follow", action="store_true", help="logs: follow until the job ends")
     # Subcommands that bring their own parser and handler (``set_defaults(handler=...)``).
-    datasets_cli.add_parser(sub)
+    data_cli.add_parser(datasets_cli.add_parser(sub))
     nextitem_cli.add_parser(sub)
     ope_cli.add_parser(sub)
     loop_cli.add_parser(sub)

@@ -5,7 +5,7 @@ request path. Each row is appended to a journal segment before ``append`` return
 thread writes the rows as parquet parts (:func:`rayrec.data.parts.write_part`) every
 ``flush_rows`` rows or ``flush_seconds`` seconds and at close, then deletes the segment. The next
 writer on the folder turns the segments of writers that died into parts
-(:func:`recover_journals`). The served impression and feedback logs (:mod:`rayrec.serve.log`)
+(:func:`recover_journals`). The served impression and feedback logs (:mod:`rayrec.data.served`)
 are ParquetLogs; docs/serving.md, "The impression log", describes the guarantees.
 """
 

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rayrec.data.parts import PART_GLOB, arrow_column, part_files, read_parts, write_part
+from rayrec.data.served import IMPRESSIONS_DIR
 from rayrec.data.schema import META_KEY, SCHEMA_VERSION, Col, LogError, log_schema
 from rayrec.sim import SimConfig
 
@@ -102,6 +103,11 @@ def log_files(folder: str | Path) -> list[Path]:
     if not path.is_dir():
         raise LogError(f"{path}: no such log folder or file")
     files = part_files(path)
+    if not files and (path / IMPRESSIONS_DIR).is_dir():
+        raise LogError(
+            f"{path}: a served log (rayrec serve --log-dir); convert it first: "
+            f"rayrec data from-served {path} --env SPEC --out DIR"
+        )
     if not files:
         raise LogError(f"{path}: no {PART_GLOB} files; is it a rayrec log (rayrec collect)?")
     return files

@@ -13,9 +13,12 @@ __all__ = ["add_parser", "run"]
 EXIT_USAGE = 2
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``data`` to the ``rayrec`` subcommands; the handler is ``run``."""
-    parser = subparsers.add_parser("data", help="fetch public datasets (ML-100k) into the cache")
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """Add ``data`` to the ``rayrec`` subcommands (``fetch``'s handler is ``run``); returns the
+    ``data`` actions, to which higher layers add theirs (``from-served``)."""
+    parser = subparsers.add_parser(
+        "data", help="fetch public datasets (ML-100k); convert served logs for --data"
+    )
     actions = parser.add_subparsers(dest="data_action", required=True)
     f = actions.add_parser("fetch", help="download a dataset and check its checksums")
     f.add_argument("name", choices=sorted(FETCHERS), help="dataset")
@@ -23,8 +26,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--root", type=Path, help="cache folder (default $RAYREC_DATA or ~/.cache/rayrec)"
     )
     f.add_argument("--force", action="store_true", help="fetch again even if the cache is valid")
-    parser.set_defaults(handler=run)
-    return parser
+    f.set_defaults(handler=run)
+    return actions
 
 
 def run(args: argparse.Namespace) -> int:

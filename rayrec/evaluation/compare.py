@@ -13,6 +13,7 @@ from typing import Any
 from rayrec.contracts.errors import SpecError
 from rayrec.contracts.keys import MarketMetrics, Metrics
 from rayrec.contracts.layout import find_run_dir, is_hierarchical, module_ids
+from rayrec.data.from_served import SERVED_SOURCE
 from rayrec.data.logs import read_log_meta
 from rayrec.envs.marketplace import MARKETPLACE_ENV_ID
 from rayrec.envs.marketplace.config import ROLES, training_market_config, validate_multi_agent
@@ -176,9 +177,11 @@ def _market_table(results: dict[str, Any]) -> list[list[str]]:
 
 
 def behavior_results(data: Path, env: EnvSpec, users: int, seed: int) -> dict[str, Any]:
-    """The log an offline run learned from, and its behaviour policy evaluated like the rest."""
+    """The log an offline run learned from, and its behaviour policy evaluated like the rest
+    (``metrics``; None for a served log, whose behaviour cannot be replayed in the simulator)."""
     meta = read_log_meta(data)
-    behavior = parse_behavior(meta["behavior"], seed=seed)
+    served = meta.get("source") == SERVED_SOURCE
+    behavior = None if served else parse_behavior(meta["behavior"], seed=seed)
     return {
         "path": str(Path(data).resolve()),
         "behavior": meta["behavior"],
@@ -186,5 +189,5 @@ def behavior_results(data: Path, env: EnvSpec, users: int, seed: int) -> dict[st
         "episodes": meta.get("episodes"),
         "logged_return_mean": meta.get("behavior_return_mean"),
         "logged_return_ci95": meta.get("behavior_return_ci95"),
-        "metrics": evaluate(behavior, env.config, users=users, seed=seed),
+        "metrics": None if behavior is None else evaluate(behavior, env.config, users, seed=seed),
     }

@@ -302,7 +302,9 @@ def _train_loop(
         results["selection"] = selection.summary()
     if options.data is not None:
         results["data"] = behavior_results(options.data, env, options.eval_users, options.eval_seed)
-        results["baselines"]["behavior"] = results["data"].pop("metrics")
+        behavior = results["data"].pop("metrics")
+        if behavior is not None:  # None: a served log's behaviour (not replayable)
+            results["baselines"]["behavior"] = behavior
     results["training"] = {
         "kind": env_kind(env, policy),
         "iterations": int(algo.iteration),

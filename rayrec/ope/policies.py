@@ -291,12 +291,15 @@ def _trajectories(
 
 
 def ground_truth(logs: SimLogs, policy: EvalPolicy) -> float:
-    """Mean lifetime return of the policy played in the log's world, same seed, same user count."""
+    """Mean lifetime return of the policy played in the log's world, same seed, same user count.
+
+    A served log (``rayrec data from-served``) records no simulator seed: its world is played with
+    seed 0, other users than the log's."""
     result = evaluate(
         policy.simulator_policy,
         logs.config,
         users=int(logs.meta["episodes"]),
-        seed=int(logs.meta["seed"]),
+        seed=int(logs.meta.get("seed", 0)),
     )
     return float(result["return_mean"])
 

@@ -26,6 +26,7 @@ from rayrec.data.served import (
 from rayrec.evaluation.collect import collect
 from rayrec.specs import EnvSpec
 
+ROOT = Path(__file__).resolve().parents[2]
 H, M, K = 3, 100, 10  # the served widths: the env's history, the API's max candidates and k
 WORLD = {
     "num_items": 400,
@@ -175,9 +176,17 @@ def test_cli_prints_the_counts(served, tmp_path, capsys):
     assert not list(tmp_path.glob(".log.partial-*"))
 
 
-def test_a_served_folder_as_data_says_how_to_convert_it(served):
+def test_a_served_folder_as_data_says_how_to_convert_it(served, capsys):
     with pytest.raises(LogError, match="rayrec data from-served"):
         validate_log(served)
+    cql = str(ROOT / "policies" / "cql.yaml")
+    for argv in (
+        ["train", "--policy", cql, "--data", str(served)],
+        ["ope", "--data", str(served), "--policy", "heuristic"],
+    ):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "convert it first: rayrec data from-served" in err, argv
 
 
 def _empty(tmp_path: Path) -> Path:

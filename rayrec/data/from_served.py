@@ -138,11 +138,21 @@ def _read(log_dir: Path) -> tuple[pa.Table, pa.Table]:
 def _check_world(impressions: pa.Table, env: EnvSpec, n: int) -> dict[str, np.ndarray]:
     """The impression columns as arrays, once they fit ``env``'s world; else ServedLogError."""
     cfg = env.config
-    logged_h = int((impressions.schema.metadata or {}).get(b"rayrec.history_len", b"-1"))
+    widths = impressions.schema.metadata or {}
+    logged_h = int(widths.get(b"rayrec.history_len", b"-1"))
     if logged_h != cfg.history_len:
         raise ServedLogError(
             f"--env: history_len is {cfg.history_len} but the log was served with {logged_h}"
         )
+    for key, field, value in (
+        (b"rayrec.max_candidates", "num_candidates", cfg.num_candidates),
+        (b"rayrec.max_k", "slate_size", cfg.slate_size),
+    ):
+        width = int(widths.get(key, b"-1"))
+        if width < value:
+            raise ServedLogError(
+                f"--env: {field} ({value}) must be <= the served log's {key.decode()} ({width})"
+            )
     cols = {
         name: column_array(impressions.column(name), n)
         for name in (
@@ -268,7 +278,7 @@ def _episodes(rows: dict[str, np.ndarray], env: EnvSpec) -> dict[str, np.ndarray
     last = np.append(start[1:], True)
     nxt = np.minimum(np.arange(n) + 1, n - 1)
     for name in (Col.HISTORY_ITEMS, Col.HISTORY_RESPONSES, Col.CONTEXT, Col.CANDIDATE_ITEMS):
-        rows[Col.NEXT + name] = np.where(_wide(last), _after_last(rows, name), rows[name][nxt])
+        rows[Col.NEXT + name] = np.where(last[:, None], _after_last(rows, name), rows[name][nxt])
     rows[Col.NEXT + Col.ACTION_MASK] = np.where(
         last[:, None], rows[Col.ACTION_MASK], rows[Col.ACTION_MASK][nxt]
     )
@@ -284,10 +294,6 @@ def _episodes(rows: dict[str, np.ndarray], env: EnvSpec) -> dict[str, np.ndarray
         }
     )
     return rows
-
-
-def _wide(flags: np.ndarray) -> np.ndarray:
-    return flags[:, None]
 
 
 def _after_last(rows: dict[str, np.ndarray], name: str) -> np.ndarray:

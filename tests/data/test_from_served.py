@@ -55,7 +55,7 @@ def _impression(rid, user, time, session, step, history, candidates, chosen, pro
         Impressions.REQUEST_ID: rid,
         Impressions.USER_ID: user,
         Impressions.TIME: time,
-        Impressions.POLICY: "untrained/final@0000",
+        Impressions.POLICY: "dqn/final@1111" if user == 9 else "untrained/final@0000",
         Impressions.HISTORY_ITEMS: hist,
         Impressions.HISTORY_RESPONSES: responses.reshape(-1),
         Impressions.CONTEXT: _context(session, step),
@@ -125,7 +125,9 @@ def test_join_and_lifetimes(served, tmp_path):
     meta = convert_served(served, _env(), tmp_path / "log")
     validated, _ = validate_log(tmp_path / "log")
     assert validated == read_log_meta(tmp_path / "log") == json.loads(json.dumps(meta))
-    assert meta["behavior"] == "served:untrained/final@0000" and meta["source"] == "served"
+    # Both versions of an A/B test (user 9 was served by B).
+    assert meta["behavior"] == "served:dqn/final@1111+untrained/final@0000"
+    assert meta["source"] == "served"
     assert (meta["rows"], meta["episodes"], meta["files"]) == (5, 3, 1)
     assert meta["served"] == {
         "log_dir": str(served.resolve()),
@@ -208,8 +210,23 @@ def _collected(tmp_path: Path) -> Path:
         (lambda tmp, served: served, {"history_len": 4}, "history_len is 4 but the log was"),
         (lambda tmp, served: served, {"num_items": 30}, "candidate_items hold item 42"),
         (lambda tmp, served: served, {"num_candidates": 3}, "num_candidates 4, above the env's"),
+        (lambda tmp, served: served, {"num_candidates": 101}, "num_candidates (101) must be <="),
+        (
+            lambda tmp, served: served,
+            {"num_candidates": 20, "slate_size": 11},
+            "slate_size (11) must be <= the served log's rayrec.max_k (10)",
+        ),
     ],
-    ids=["no-log", "collect-log", "empty", "history-len", "catalog", "candidates"],
+    ids=[
+        "no-log",
+        "collect-log",
+        "empty",
+        "history-len",
+        "catalog",
+        "candidates",
+        "max-candidates",
+        "max-k",
+    ],
 )
 def test_bad_input_is_one_line_and_exit_2(make_log, env, message, served, tmp_path, capsys):
     log = make_log(tmp_path, served)

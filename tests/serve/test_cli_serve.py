@@ -45,6 +45,11 @@ ROOT = Path(__file__).resolve().parents[2]
         ),
         (["--checkpoint", "CKPT", "--ingress", "proxy", "--proxy-port", "9000"], "--proxy-port is"),
         (["--checkpoint", "CKPT", "--ingress", "fast"], "invalid choice"),
+        (["--checkpoint", "CKPT", "--explore-budget", "1.5"], "expected a number in [0, 1]"),
+        (["--checkpoint", "CKPT", "--explore-budget", "-0.1"], "expected a number in [0, 1]"),
+        (["--checkpoint", "CKPT", "--propensity-floor", "1"], "expected a number in [0, 1)"),
+        (["--checkpoint", "CKPT", "--propensity-floor", "x"], "expected a number in [0, 1)"),
+        (["--checkpoint", "CKPT", "--fallback", "best"], "invalid choice: 'best'"),
     ],
 )
 def test_bad_serve_command_lines(args, message, module_runs, tmp_path, capsys):

@@ -251,6 +251,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "request_id_key_file": (
             None if args.request_id_key_file is None else str(args.request_id_key_file)
         ),
+        "explore_budget": args.explore_budget,
+        "propensity_floor": args.propensity_floor,
+        "fallback": args.fallback,
     }
     ServiceSettings(**settings).check()  # fails fast, before Ray Serve is even imported
     if args.host not in LOOPBACK_HOSTS:

@@ -141,6 +141,25 @@ def build_parser() -> _Parser:
     )
     s.add_argument("--env", type=Path, help="environment spec (default: the run's own)")
     s.add_argument(
+        "--explore-budget",
+        type=_number(float, lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+        help="most share of a replica's last 1,000 slates that are sampled; sample requests beyond "
+        "it are served greedily (default: no cap)",
+    )
+    s.add_argument(
+        "--propensity-floor",
+        type=_number(float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
+        default=0.0,
+        metavar="EPS",
+        help="sampled slates mix the policy with EPS-uniform over the candidates (default 0)",
+    )
+    s.add_argument(
+        "--fallback",
+        choices=("popular", "ctr"),
+        help="when the model fails or gives non-finite scores, serve the greedy slate by this "
+        "candidate scalar (default: 503)",
+    )
+    s.add_argument(
         "--api-key-file",
         type=Path,
         help="file with an API key that every /v1/* request must send (Authorization: Bearer KEY)",

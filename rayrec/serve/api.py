@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rayrec.serve.metrics import RequestMetrics
 from rayrec.serve.schemas import (
     API_VERSION,
     ERROR_RESPONSES,
@@ -163,8 +164,9 @@ def make_api(service: RecommenderService, score: Scorer) -> FastAPI:
         description="Recommendations from trained rayrec policies, with propensities.",
     )
     api.add_middleware(RequestLimits, max_bytes=MAX_BODY_BYTES)
-    if service.api_key is not None:  # outermost: a request without the key is not even read
+    if service.api_key is not None:  # a request without the key is not even read
         api.add_middleware(ApiKeyAuth, key=service.api_key)
+    api.add_middleware(RequestMetrics, metrics=service.metrics)  # outermost: counts every answer
 
     @api.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -194,8 +196,9 @@ def make_api(service: RecommenderService, score: Scorer) -> FastAPI:
         responses=ERROR_RESPONSES,
         summary="A slate for a user, with the propensities of the choice",
     )
-    async def recommend(body: RecommendRequest) -> JSONResponse:
+    async def recommend(body: RecommendRequest, request: Request) -> JSONResponse:
         job = service.prepare(body)
+        request.state.model_version = service.policies[job.version].version
         scores = await score(job)
         return JSONResponse(service.finish(job, scores))
 
@@ -205,8 +208,10 @@ def make_api(service: RecommenderService, score: Scorer) -> FastAPI:
         responses=ERROR_RESPONSES,
         summary="The user's responses to a served slate",
     )
-    async def feedback(body: FeedbackRequest) -> JSONResponse:
-        return JSONResponse(service.feedback(body))
+    async def feedback(body: FeedbackRequest, request: Request) -> JSONResponse:
+        answer = service.feedback(body)
+        request.state.model_version = answer["model_version"]
+        return JSONResponse(answer)
 
     @api.get("/healthz", summary="Liveness and readiness: models loaded, log writable")
     async def healthz() -> JSONResponse:

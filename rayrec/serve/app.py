@@ -29,6 +29,7 @@ from ray.serve.config import BackpressureConfig
 
 from rayrec.contracts.errors import SpecError
 from rayrec.serve.api import make_api
+from rayrec.serve.metrics import RayServeMetrics
 from rayrec.serve.schemas import RecommendRequest
 from rayrec.serve.service import Job, RecommenderService, RequestError, Scored, ServiceSettings
 
@@ -115,7 +116,9 @@ class Recommender:
         # A replica owns a fraction of a CPU; torch's thread pool would only fight its neighbours.
         torch.set_num_threads(1)
         replica = serve.get_replica_context().replica_id.unique_id
-        self.service = RecommenderService.load(ServiceSettings.from_dict(settings), replica)
+        self.service = RecommenderService.load(
+            ServiceSettings.from_dict(settings), replica, RayServeMetrics(replica)
+        )
         self._score.set_max_batch_size(max_batch_size)
         self._score.set_batch_wait_timeout_s(batch_wait_s)
         self._delay = score_delay_s

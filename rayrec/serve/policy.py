@@ -11,7 +11,8 @@ Slates and their propensities (documented in docs/serving.md):
   the valid candidates (softmax for k = 1; for Q modules the softmax of the Q-values), i.e. k
   draws without replacement. ``propensities[i]`` is the probability of the item at position i
   given the items before it; ``propensity`` is their product, the probability of the whole
-  ordered slate.
+  ordered slate. With a propensity floor eps, each position draws from the policy mixed with
+  eps-uniform over the candidates left instead, and the propensities are the mixture's.
 - ``greedy``: the top k scores (ties: lower candidate index first); the choice is deterministic,
   so every propensity is 1.0.
 """
@@ -99,7 +100,12 @@ def build_world(config: SimConfig) -> tuple[ItemCatalog, CandidateRetriever]:
 
 
 def choose_slate(
-    scores: np.ndarray, valid: np.ndarray, k: int, mode: str, rng: np.random.Generator
+    scores: np.ndarray,
+    valid: np.ndarray,
+    k: int,
+    mode: str,
+    rng: np.random.Generator,
+    floor: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A slate of k candidate indices and its per-position propensities.
 
@@ -109,6 +115,9 @@ def choose_slate(
         k: slate size.
         mode: 'greedy' or 'sample' (see the module docstring).
         rng: the draws of 'sample'.
+        floor: the propensity floor eps of 'sample': position i draws from
+            (1 - eps) * Plackett-Luce + eps * uniform over the valid candidates not chosen yet
+            (m_i of them), so each keeps a probability >= eps / m_i >= eps / m.
 
     Returns:
         (k,) int64 indices in slate order and (k,) float64 propensities.
@@ -119,6 +128,8 @@ def choose_slate(
         return order.astype(np.int64), np.ones(k)
     if mode != "sample":
         raise ValueError(f"mode ({mode!r}) must be 'greedy' or 'sample'")
+    if floor > 0.0:
+        return _mixed_slate(logits, valid, k, rng, floor)
     # Gumbel-top-k draws an ordered sample without replacement from Plackett-Luce (Kool et al.
     # 2019); the propensities are then computed exactly, position by position.
     noisy = logits + rng.gumbel(size=logits.shape)
@@ -131,6 +142,26 @@ def choose_slate(
         props[i] = np.exp(logits[j] - log_z)
         rest[j] = -np.inf
     return order.astype(np.int64), props
+
+
+def _mixed_slate(
+    logits: np.ndarray, valid: np.ndarray, k: int, rng: np.random.Generator, floor: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Position by position from the policy mixed with eps-uniform (the propensity floor): the
+    mixture is no Plackett-Luce model, so Gumbel-top-k does not apply; the logged propensities
+    are the mixture's, exactly."""
+    left = valid.copy()
+    order = np.empty(k, dtype=np.int64)
+    props = np.empty(k)
+    for i in range(k):
+        rest = np.where(left, logits, -np.inf)
+        policy = np.exp(rest - rest.max())
+        policy /= policy.sum()
+        mixed = (1.0 - floor) * policy + floor * left / left.sum()
+        j = int(rng.choice(len(mixed), p=mixed / mixed.sum()))
+        order[i], props[i] = j, mixed[j]
+        left[j] = False
+    return order, props
 
 
 @dataclass(frozen=True, eq=False)

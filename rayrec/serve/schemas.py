@@ -127,7 +127,14 @@ class RecommendResponse(BaseModel):
     propensity: float
     """Probability of the whole slate: the product of ``propensities``."""
     mode: str
+    """The mode the slate was chosen in: ``greedy`` also when a ``sample`` request came beyond the
+    exploration budget (then a warning says so), or from the fallback policy."""
     warnings: list[str] = []
+    fallback: bool = False
+    """True when the model could not score the request and the fallback policy chose the slate
+    (greedy, propensity 1.0)."""
+    fallback_policy: str | None = None
+    """The fallback policy that chose the slate (``fallback/popular``, ``fallback/ctr``)."""
     option: str | None = None
     """Two-level models: the option the high level chose (its probability is in
     ``option_propensity`` and, multiplied in, in the first position's propensity)."""
@@ -168,5 +175,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (410, "Feedback for a slate served longer ago than the feedback TTL"),
         (413, "Request body too large"),
         (422, "Invalid request"),
+        (503, "Overload, a full log backlog, or a model that cannot score and no fallback"),
     )
 }

@@ -14,14 +14,16 @@ Documented rules (docs/serving.md):
   (the same user always meets the same version, on every replica, across restarts).
 - Request ids are signed with the deployment's key and carry the user, the version and k, so any
   replica can check a feedback event without shared state.
+- Safe exploration (:mod:`rayrec.serve.explore`): ``sample`` requests beyond the replica's
+  exploration budget are served greedily; sampled slates mix in the propensity floor; a model that
+  raises or gives non-finite scores is replaced by the fallback policy (or the request gets 503).
 """
 
 from __future__ import annotations
 
-import math
+import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ import numpy as np
 
 from rayrec.contracts.errors import SpecError
 from rayrec.data.journal import LogBacklogFull, ParquetLog
-from rayrec.serve.hierarchy import OptionChoice
+from rayrec.serve.explore import ExplorationBudget, fallback_name, fallback_scores, unsupported
 from rayrec.serve.identity import (
     SeenFeedback,
     ab_share,
@@ -37,6 +39,7 @@ from rayrec.serve.identity import (
     verify_request_id,
     version_tag,
 )
+from rayrec.serve.jobs import Job, RequestError, Scored, default_context
 from rayrec.serve.log import (
     FEEDBACK_DIR,
     IMPRESSIONS_DIR,
@@ -49,6 +52,7 @@ from rayrec.serve.log import (
     impression_schema,
     logged_request_ids,
 )
+from rayrec.serve.metrics import ServeMetrics
 from rayrec.serve.policy import ServedPolicy, choose_slate
 from rayrec.serve.schemas import (
     MAX_BODY_BYTES,
@@ -66,65 +70,23 @@ __all__ = [
     "Job",
     "RecommenderService",
     "RequestError",
+    "Scored",
     "ServiceSettings",
     "default_context",
 ]
 
-
-class RequestError(Exception):
-    """A request the service cannot answer; the API turns it into ``status`` with ``message``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(status, message)  # args rebuild it: Ray re-raises it for handle callers
-        self.status, self.message = status, message
-
-    def __str__(self) -> str:
-        return self.message
-
-
-def default_context(now: float) -> np.ndarray:
-    """First step of a first session, just arrived, at the UTC hour of ``now``."""
-    hour = (now / 3600.0) % 24.0
-    angle = 2.0 * math.pi * hour / 24.0
-    return np.array([0.0, 0.0, math.sin(angle), math.cos(angle), 0.0], dtype=np.float32)
-
-
-@dataclass(frozen=True, eq=False)
-class Scored:
-    """A job's candidate scores and, from a two-level model, the option they were scored under."""
-
-    scores: np.ndarray
-    """(m,) scores of the job's candidates."""
-    option: OptionChoice | None = None
-
-
-@dataclass(frozen=True, eq=False)
-class Job:
-    """One prepared recommendation request."""
-
-    request_id: str
-    version: int
-    user_id: int
-    time: float
-    history_items: np.ndarray
-    """(H,) int64, -1 padding first."""
-    history_responses: np.ndarray
-    """(H, 4) float32."""
-    context: np.ndarray
-    """(5,) float32."""
-    candidates: np.ndarray
-    """(m,) int64 distinct catalog ids."""
-    k: int
-    mode: str
-    rng: np.random.Generator
-    warnings: tuple[str, ...]
+logger = logging.getLogger(__name__)
 
 
 class RecommenderService:
     """One or two served policies (A/B), the impression log, and counters."""
 
     def __init__(
-        self, policies: list[ServedPolicy], settings: ServiceSettings, writer: str = "local"
+        self,
+        policies: list[ServedPolicy],
+        settings: ServiceSettings,
+        writer: str = "local",
+        metrics: ServeMetrics | None = None,
     ) -> None:
         if not 1 <= len(policies) <= 2:
             raise ValueError(f"serve one or two policies, got {len(policies)}")
@@ -154,6 +116,8 @@ class RecommenderService:
         self.history_len = a.config.history_len
         self.num_items = a.config.num_items
         self.started = time.time()
+        self.metrics = metrics or ServeMetrics()
+        self.budget = ExplorationBudget(settings.explore_budget)
         self.stats = {
             "requests": 0,
             "batches": 0,
@@ -161,6 +125,9 @@ class RecommenderService:
             "feedback": 0,
             "feedback_repeated": 0,
             "feedback_expired": 0,
+            "sampled": 0,
+            "explore_budget_greedy": 0,
+            "fallbacks": 0,
         }
         self.impressions: ParquetLog | None = None
         self.feedback_log: ParquetLog | None = None
@@ -177,10 +144,12 @@ class RecommenderService:
             self._remember_logged_feedback(root / FEEDBACK_DIR)
 
     @classmethod
-    def load(cls, settings: ServiceSettings, writer: str = "local") -> RecommenderService:
+    def load(
+        cls, settings: ServiceSettings, writer: str = "local", metrics: ServeMetrics | None = None
+    ) -> RecommenderService:
         env = load_env(settings.env) if settings.env else None
         paths = [p for p in (settings.checkpoint, settings.ab_checkpoint) if p is not None]
-        return cls([ServedPolicy.load(p, env) for p in paths], settings, writer)
+        return cls([ServedPolicy.load(p, env) for p in paths], settings, writer, metrics)
 
     # ---- recommend -----------------------------------------------------------------------------
     def variant(self, user_id: int) -> int:
@@ -238,6 +207,16 @@ class RecommenderService:
             raise RequestError(
                 422, f"k ({k}) must be <= the number of candidates ({len(candidates)})"
             )
+        mode = req.mode
+        allowed = self.budget.take(mode == "sample")  # every slate counts, greedy ones too
+        if mode == "sample" and not allowed:
+            mode = "greedy"
+            self.stats["explore_budget_greedy"] += 1
+            warnings.append(
+                f"mode: served greedy, not sample: this replica's exploration budget "
+                f"({self.budget.budget:g} of its last slates) is spent"
+            )
+        self.metrics.explore_share(self.budget.share)
         return Job(
             request_id=sign_request_id(
                 self._key, req.user_id, version_tag(policy.version), k, int(now)
@@ -250,7 +229,7 @@ class RecommenderService:
             context=context,
             candidates=candidates,
             k=k,
-            mode=req.mode,
+            mode=mode,
             rng=sample_rng,
             warnings=tuple(warnings),
         )
@@ -267,48 +246,81 @@ class RecommenderService:
             if not rows:
                 continue
             group = [jobs[i] for i in rows]
-            obs = policy.observation(
-                np.stack([j.history_items for j in group]),
-                np.stack([j.history_responses for j in group]),
-                np.stack([j.context for j in group]),
-                [j.candidates for j in group],
-            )
-            scores, options = policy.slate_scores(
-                obs, [j.mode for j in group], [j.rng for j in group]
-            )
+            try:
+                obs = policy.observation(
+                    np.stack([j.history_items for j in group]),
+                    np.stack([j.history_responses for j in group]),
+                    np.stack([j.context for j in group]),
+                    [j.candidates for j in group],
+                )
+                scores, options = policy.slate_scores(
+                    obs, [j.mode for j in group], [j.rng for j in group]
+                )
+            except Exception as e:  # the fallback policy, or a 503, answers (finish)
+                logger.exception(
+                    "model %s failed to score %d request(s)", policy.version, len(group)
+                )
+                for i in rows:
+                    out[i] = Scored(np.empty(0), failure=f"{type(e).__name__}: {e}")
+                continue
             for n, (i, job, row) in enumerate(zip(rows, group, scores, strict=True)):
                 out[i] = Scored(row[: len(job.candidates)], None if options is None else options[n])
         return out
 
     def finish(self, job: Job, scored: Scored) -> dict[str, Any]:
-        """The response for a scored job; its impression goes to the log."""
-        scores = scored.scores
+        """The response for a scored job; its impression goes to the log. A job the model could
+        not score (it raised, or its scores are not finite) is served by the fallback policy's
+        greedy slate, or refused with 503 when the service has none."""
+        policy = self.policies[job.version]
+        scores, mode, option = scored.scores, job.mode, scored.option
+        served, fallback = policy.version, self.settings.fallback
+        failure = scored.failure or unsupported(scores)
+        if failure is not None:
+            reason = "error" if scored.failure else "unsupported"
+            if fallback is None:
+                raise RequestError(
+                    503,
+                    f"model {policy.version} cannot score this request ({failure}) and the "
+                    "service has no fallback policy (--fallback popular|ctr)",
+                )
+            scores = fallback_scores(policy.catalog, job.candidates, fallback)
+            mode, option, served = "greedy", None, fallback_name(fallback)
+            self.stats["fallbacks"] += 1
+            self.metrics.fallback(fallback, reason)
         valid = np.ones(len(job.candidates), dtype=bool)
-        action, props = choose_slate(scores, valid, job.k, job.mode, job.rng)
-        if scored.option is not None:
+        floor = self.settings.propensity_floor
+        action, props = choose_slate(scores, valid, job.k, mode, job.rng, floor)
+        if option is not None:
             props = props.copy()
-            props[0] *= scored.option.propensity  # both levels' choices: the slate's probability
+            props[0] *= option.propensity  # both levels' choices: the slate's probability
         items = job.candidates[action]
         propensity = float(np.prod(props))
-        version = self.policies[job.version].version
         if self.impressions is not None:
+            row = self._impression_row(job, action, items, props, scores, served, mode)
             try:
-                self.impressions.append(self._impression_row(job, action, items, props, scores))
+                self.impressions.append(row)
             except LogBacklogFull:
                 raise RequestError(503, self._log_full_message()) from None
+            self.metrics.backlog(IMPRESSIONS_DIR, self.impressions.backlog)
+        self.stats["sampled"] += mode == "sample"
+        self.metrics.slate(served, mode, fallback if failure is not None else "")
         response = {
             "request_id": job.request_id,
-            "model_version": version,
+            "model_version": policy.version,
             "items": items.tolist(),
             "scores": scores[action].astype(np.float64).tolist(),
             "propensities": props.tolist(),
             "propensity": propensity,
-            "mode": job.mode,
+            "mode": mode,
             "warnings": list(job.warnings),
+            "fallback": failure is not None,
+            "fallback_policy": served if failure is not None else None,
         }
-        if scored.option is not None:
-            response["option"] = scored.option.name
-            response["option_propensity"] = scored.option.propensity
+        if failure is not None:
+            response["warnings"].append(f"served by {served}: {failure}")
+        if option is not None:
+            response["option"] = option.name
+            response["option_propensity"] = option.propensity
         return response
 
     def _impression_row(
@@ -318,7 +330,11 @@ class RecommenderService:
         items: np.ndarray,
         props: np.ndarray,
         scores: np.ndarray,
+        policy: str,
+        mode: str,
     ) -> dict[str, Any]:
+        """The log row of a served slate; ``policy`` and ``mode`` are what actually chose it (a
+        fallback policy's name, ``greedy`` past the exploration budget)."""
         m, k = len(job.candidates), job.k
 
         def pad(values: np.ndarray, width: int, fill: float, dtype: Any) -> np.ndarray:
@@ -330,7 +346,7 @@ class RecommenderService:
             Impressions.REQUEST_ID: job.request_id,
             Impressions.USER_ID: job.user_id,
             Impressions.TIME: job.time,
-            Impressions.POLICY: self.policies[job.version].version,
+            Impressions.POLICY: policy,
             Impressions.HISTORY_ITEMS: job.history_items,
             Impressions.HISTORY_RESPONSES: job.history_responses,
             Impressions.CONTEXT: job.context,
@@ -340,7 +356,7 @@ class RecommenderService:
             Impressions.SLATE_ITEMS: pad(items, MAX_K, PAD_ID, np.int64),
             Impressions.PROPENSITY: float(np.prod(props)),
             Impressions.PROPENSITIES: pad(props, MAX_K, 0.0, np.float64),
-            Impressions.MODE: job.mode,
+            Impressions.MODE: mode,
             Impressions.SLATE_SIZE: k,
             Impressions.NUM_CANDIDATES: m,
             Impressions.SCORES: pad(scores[action], MAX_K, 0.0, np.float32),
@@ -389,8 +405,10 @@ class RecommenderService:
                 )
             except LogBacklogFull:  # not logged, so not seen: the client may send it again
                 raise RequestError(503, self._log_full_message()) from None
+            self.metrics.backlog(FEEDBACK_DIR, self.feedback_log.backlog)
         self.seen.add(req.request_id, found.issued, now)
         self.stats["feedback"] += 1
+        self.metrics.feedback(version, int(np.count_nonzero(responses[:, 0] > 0)), found.k)
         return {"request_id": req.request_id, "model_version": version, "reward": reward}
 
     def _version_name(self, tag: bytes) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 from rayrec.contracts.errors import SpecError
 from rayrec.contracts.fields import check_fields
 from rayrec.contracts.layout import RunFolder, find_run_dir
+from rayrec.serve.explore import FALLBACKS
 from rayrec.serve.policy import find_module_dir
 from rayrec.serve.schemas import MAX_CANDIDATES, MAX_K
 from rayrec.specs import MARKETPLACE_ENV_ID, EnvSpec, load_run_spec, load_yaml
@@ -53,6 +54,15 @@ class ServiceSettings:
     """The log writes a file whenever this many rows are waiting..."""
     flush_seconds: float = 5.0
     """... or this many seconds after the first waiting row, and at shutdown."""
+    explore_budget: float | None = None
+    """Most share of a replica's last 1,000 slates that may be sampled (in [0, 1]); a ``sample``
+    request beyond it is served greedily (and logged so). None: no cap."""
+    propensity_floor: float = 0.0
+    """eps in [0, 1): sampled slates mix the policy with eps-uniform over the valid candidates,
+    so each keeps probability >= eps / m per position; the log holds the mixed propensities."""
+    fallback: str | None = None
+    """``popular`` or ``ctr``: serves a greedy slate by that candidate scalar when the model
+    raises or gives non-finite scores; None: such requests get 503."""
 
     def __post_init__(self) -> None:
         split_ok = isinstance(self.split, int | float) and not isinstance(self.split, bool)
@@ -65,6 +75,7 @@ class ServiceSettings:
         if not (isinstance(self.flush_seconds, int | float) and 0 < self.flush_seconds < math.inf):
             raise SpecError(f"flush_seconds ({self.flush_seconds!r}) must be a positive number")
         parse_key(self.request_id_key, "request_id_key")
+        _check_exploration(self.explore_budget, self.propensity_floor, self.fallback)
         if not (
             isinstance(self.feedback_ttl_s, int | float)
             and not isinstance(self.feedback_ttl_s, bool)
@@ -208,6 +219,18 @@ def _check_api_bounds(env: EnvSpec, what: str) -> None:
                 f"{what}: its environment has {field} {value}; the serving API allows at most "
                 f"{limit}"
             )
+
+
+def _check_exploration(budget: Any, floor: Any, fallback: Any) -> None:
+    def number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    if budget is not None and not (number(budget) and 0.0 <= budget <= 1.0):
+        raise SpecError(f"--explore-budget ({budget!r}) must be a number in [0, 1]")
+    if not (number(floor) and 0.0 <= floor < 1.0):
+        raise SpecError(f"--propensity-floor ({floor!r}) must be a number in [0, 1)")
+    if fallback is not None and fallback not in FALLBACKS:
+        raise SpecError(f"--fallback ({fallback!r}) must be one of {', '.join(FALLBACKS)}")
 
 
 def load_env(path: str) -> EnvSpec:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import httpx
 import pytest
 
 from rayrec.specs import EnvSpec, PolicySpec, apply_overrides, load_yaml
@@ -47,3 +49,15 @@ def module_runs(tmp_path_factory) -> dict[str, Path]:
             root / "cands101", *_specs("ppo.yaml", ["env.num_candidates=101"]), seed=4
         ),
     }
+
+
+async def post_all(base_url: str, bodies: list[dict], limit: int = 64) -> list[httpx.Response]:
+    """POST every body to ``/v1/recommend`` at ``base_url``, at most ``limit`` at once."""
+    gate = asyncio.Semaphore(limit)
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+
+        async def one(body: dict) -> httpx.Response:
+            async with gate:
+                return await client.post("/v1/recommend", json=body)
+
+        return await asyncio.gather(*(one(b) for b in bodies))

@@ -45,6 +45,11 @@ ROOT = Path(__file__).resolve().parents[2]
         ),
         (["--checkpoint", "CKPT", "--ingress", "proxy", "--proxy-port", "9000"], "--proxy-port is"),
         (["--checkpoint", "CKPT", "--ingress", "fast"], "invalid choice"),
+        (["--checkpoint", "CKPT", "--explore-budget", "1.5"], "expected a number in [0, 1]"),
+        (["--checkpoint", "CKPT", "--explore-budget", "-0.1"], "expected a number in [0, 1]"),
+        (["--checkpoint", "CKPT", "--propensity-floor", "1"], "expected a number in [0, 1)"),
+        (["--checkpoint", "CKPT", "--propensity-floor", "x"], "expected a number in [0, 1)"),
+        (["--checkpoint", "CKPT", "--fallback", "best"], "invalid choice: 'best'"),
     ],
 )
 def test_bad_serve_command_lines(args, message, module_runs, tmp_path, capsys):
@@ -111,7 +116,7 @@ def _free_port() -> int:
 def test_rayrec_serve_command_end_to_end(module_runs, tmp_path, direct):
     """The command starts Ray and Serve, answers on --port (by default the replica's own server,
     Serve's proxy on --proxy-port; with --ingress proxy the proxy), and on Ctrl-C shuts down
-    cleanly, writing the impressions it still buffered."""
+    cleanly, writing the impressions it still buffered. The exploration flags reach the app."""
     port, log_dir = free_direct_port(), tmp_path / "log"
     cmd = [
         sys.executable,
@@ -120,6 +125,7 @@ def test_rayrec_serve_command_end_to_end(module_runs, tmp_path, direct):
         "serve",
         *("--checkpoint", str(module_runs["ppo"])),
         *("--port", str(port), "--log-dir", str(log_dir), "--num-cpus", "0.25"),
+        *("--explore-budget", "0", "--propensity-floor", "0.1", "--fallback", "ctr"),
     ]
     proxy_port = _free_port() if direct else port
     cmd += ["--proxy-port", str(proxy_port)] if direct else ["--ingress", "proxy"]
@@ -188,6 +194,11 @@ def test_rayrec_serve_command_end_to_end(module_runs, tmp_path, direct):
     assert sorted(table.column("request_id").to_pylist()) == sorted(
         a.json()["request_id"] for a in answers
     )
+    # --explore-budget 0: every request asked to sample (the default) and was served greedily.
+    assert (
+        {a.json()["mode"] for a in answers} == set(table.column("mode").to_pylist()) == {"greedy"}
+    )
+    assert all(not a.json()["fallback"] for a in answers)
 
 
 @pytest.mark.integration

@@ -17,6 +17,7 @@ from rayrec.cli import main
 from rayrec.serve.identity import ab_share
 from rayrec.serve.log import FEEDBACK_DIR, Impressions, impression_schema, read_served
 from rayrec.serve.schemas import MAX_CANDIDATES, MAX_K
+from tests.serve.conftest import post_all
 
 pytestmark = pytest.mark.integration
 
@@ -86,17 +87,6 @@ def _body(user: int, **fields) -> dict:
     return {"user_id": user, "history": [1, 2, {"item_id": 3, "watch": 0.7}], **fields}
 
 
-async def _post_all(base_url: str, bodies: list[dict], limit: int = 64) -> list[httpx.Response]:
-    gate = asyncio.Semaphore(limit)
-    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
-
-        async def one(body: dict) -> httpx.Response:
-            async with gate:
-                return await client.post("/v1/recommend", json=body)
-
-        return await asyncio.gather(*(one(b) for b in bodies))
-
-
 def test_happy_path(app):
     client, _ = app
     health = client.get("/healthz")
@@ -146,7 +136,7 @@ def test_batching_under_concurrency(app):
         for u in rng.choice(10_000, 48, replace=False)
     ]
     before = client.get("/healthz").json()["stats"]
-    together = asyncio.run(_post_all(str(client.base_url), bodies))
+    together = asyncio.run(post_all(str(client.base_url), bodies))
     after = client.get("/healthz").json()["stats"]
     assert all(r.status_code == 200 for r in together), [r.text for r in together][:3]
     assert after["requests"] - before["requests"] == len(bodies)
@@ -189,11 +179,11 @@ def test_ab_split_by_user(app):
     versions = [m["version"] for m in client.get("/v1/models").json()["models"]]
     users = list(range(1000, 1400))
     bodies = [{"user_id": u, "mode": "greedy", "context": CONTEXT} for u in users]
-    responses = asyncio.run(_post_all(str(client.base_url), bodies, limit=16))
+    responses = asyncio.run(post_all(str(client.base_url), bodies, limit=16))
     got = [versions.index(r.json()["model_version"]) for r in responses]
     assert got == [int(ab_share(u) < SPLIT) for u in users]  # the documented rule, exactly
     assert abs(np.mean(got) - SPLIT) < 0.1  # 400 users: sd 0.025
-    again = asyncio.run(_post_all(str(client.base_url), bodies[:40], limit=16))
+    again = asyncio.run(post_all(str(client.base_url), bodies[:40], limit=16))
     assert [r.json()["model_version"] for r in again] == [
         r.json()["model_version"] for r in responses[:40]
     ]

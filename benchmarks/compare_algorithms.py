@@ -29,6 +29,7 @@ import argparse
 import itertools
 import json
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -77,7 +78,8 @@ def main() -> None:
         "--keep",
         type=Path,
         default=None,
-        help="keep each row's run folder as KEEP/LABEL-seedN (for benchmarks/learning_curves.py)",
+        help="keep each row's run folder as KEEP/LABEL-seedN (for benchmarks/learning_curves.py); "
+        "a finished run already kept there is reused, so an interrupted comparison resumes",
     )
     args = parser.parse_args()
     try:
@@ -111,8 +113,9 @@ def main() -> None:
             )
             policy = PolicySpec.from_dict(policy_raw, name)
             stop = policy.stop if budget is None else {"time_budget": budget}
+            folder = f"{label}-seed{seed}".replace("/", "_").replace(" ", "_")
+            kept = finished_run(args.keep / folder, stop, args.users) if args.keep else None
             with tempfile.TemporaryDirectory() as tmp:
-                folder = f"{label}-seed{seed}".replace("/", "_").replace(" ", "_")
                 options = RunOptions(
                     out=(args.keep / folder) if args.keep else Path(tmp) / name,
                     seed=seed,
@@ -123,8 +126,10 @@ def main() -> None:
                     checkpoint_every=10_000,
                     **selection_options(policy),
                 )
-                results = train(env, policy, options, quiet=True)
-            baselines = baselines or results["baselines"]
+                if kept is not None:
+                    print(f"{folder}: reusing the finished run kept in {args.keep}", flush=True)
+                results = kept or train(env, policy, options, quiet=True)
+            baselines = baselines or results["baselines"] or None
             m, tr = results["policy"], results["training"]
             rows.append(
                 {
@@ -180,6 +185,28 @@ def main() -> None:
     print((ROOT / "docs" / "results.md").read_text(), flush=True)
     # Only now: an object collected after ray.shutdown() can make Ray end the process on the spot.
     ray.shutdown()
+
+
+def finished_run(folder: Path, stop: dict, users: int) -> dict | None:
+    """The results of a kept run that finished its whole iteration budget and was evaluated on
+    ``users`` users, else None (the row trains again from scratch: a partial folder is
+    replaced)."""
+    path = folder / "results.json"
+    if not path.is_file():
+        if folder.exists():
+            shutil.rmtree(folder)
+        return None
+    results = json.loads(path.read_text())
+    training = results.get("training", {})
+    evaluated = results.get("evaluation", {}).get("users")
+    if (
+        training.get("interrupted")
+        or training.get("iterations") != stop.get("iterations")
+        or evaluated != users
+    ):
+        shutil.rmtree(folder)
+        return None
+    return results
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rayrec.serve.admin import add_admin_routes
 from rayrec.serve.metrics import RequestMetrics
 from rayrec.serve.schemas import (
     API_VERSION,
@@ -222,4 +223,5 @@ def make_api(service: RecommenderService, score: Scorer) -> FastAPI:
     async def models() -> JSONResponse:
         return JSONResponse(service.models())
 
+    add_admin_routes(api, service)
     return api

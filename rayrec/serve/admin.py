@@ -12,6 +12,7 @@ B). Since users move by a fixed hash, a user who moved to B stays on B while S g
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -59,8 +60,12 @@ async def _load(service: RecommenderService, checkpoint: str) -> ServedPolicy:
     return policy
 
 
-def add_admin_routes(api: FastAPI, service: RecommenderService) -> None:
-    """Add ``GET``/``POST`` :data:`ROLLOUT_PATH` to ``api``."""
+def add_admin_routes(
+    api: FastAPI, service: RecommenderService, replicas: Callable[[], int] | None = None
+) -> None:
+    """Add ``GET``/``POST`` :data:`ROLLOUT_PATH` to ``api``. ``replicas``: how many replicas the
+    deployment runs now (None: one, a plain ASGI server); a step is refused with more than one,
+    since each replica holds its own split and a request reaches only one of them."""
     lock = asyncio.Lock()  # one step at a time: a load must not race a split
 
     @api.get(ROLLOUT_PATH, summary="Rollout state: versions, B's share, feedback per version")
@@ -69,6 +74,13 @@ def add_admin_routes(api: FastAPI, service: RecommenderService) -> None:
 
     @api.post(ROLLOUT_PATH, summary="Load a new version as B and/or move B's share of users")
     async def step(body: RolloutRequest) -> JSONResponse:
+        count = 1 if replicas is None else replicas()
+        if count != 1:
+            raise RequestError(
+                409,
+                f"rollout: the deployment runs {count} replicas; a rollout through this route "
+                "needs 1 (each replica holds its own split)",
+            )
         async with lock:
             if body.checkpoint is not None:
                 policy = await _load(service, body.checkpoint)

@@ -157,8 +157,11 @@ def _summary(details: list[dict[str, Any]]) -> str:
     return "invalid request: " + "; ".join(parts) + more
 
 
-def make_api(service: RecommenderService, score: Scorer) -> FastAPI:
-    """The versioned API (OpenAPI schema at /openapi.json) over ``service``."""
+def make_api(
+    service: RecommenderService, score: Scorer, replicas: Callable[[], int] | None = None
+) -> FastAPI:
+    """The versioned API (OpenAPI schema at /openapi.json) over ``service``; ``replicas`` counts
+    the deployment's replicas now (for the rollout route, :mod:`rayrec.serve.admin`)."""
     api = FastAPI(
         title="rayrec",
         version=API_VERSION,
@@ -223,5 +226,5 @@ def make_api(service: RecommenderService, score: Scorer) -> FastAPI:
     async def models() -> JSONResponse:
         return JSONResponse(service.models())
 
-    add_admin_routes(api, service)
+    add_admin_routes(api, service, replicas)
     return api

@@ -86,7 +86,7 @@ class RolloutOptions:
 def guard_verdict(status: dict[str, Any], options: RolloutOptions) -> str | None:
     """Why NEW must roll back (one line), or None: both versions have enough clicks and NEW's
     feedback CTR is below the old one's by more than the margin."""
-    old, new = status["versions"][0], status["versions"][-1]
+    old, new = status["old"], status["new"]
     counts = status["guard"]
     a, b = counts.get(old), counts.get(new)
     if a is None or b is None or min(a["clicks"], b["clicks"]) < options.guard_min_clicks:
@@ -128,13 +128,13 @@ async def _rollout(options: RolloutOptions, say: Any) -> dict[str, Any]:
         base_url=options.url, headers=headers, timeout=options.timeout_s
     ) as client:
         await probe(client, options.url)
-        status = await _call(client, {"checkpoint": options.checkpoint, "split": 0.0})
-        old, new = status["versions"][0], status["versions"][-1]
+        status = await _call(client, {"checkpoint": options.checkpoint, "share": 0.0})
+        old, new = status["old"], status["new"]
         say(f"rollout: {new} loaded beside {old}")
         steps: list[dict[str, Any]] = []
         try:
             for percent in options.ramp:
-                status = await _call(client, {"split": percent / 100.0})
+                status = await _call(client, {"share": percent / 100.0})
                 say(f"rollout: {percent:g}% of users on {new}")
                 end = time.monotonic() + options.step_seconds
                 verdict = None
@@ -144,11 +144,11 @@ async def _rollout(options: RolloutOptions, say: Any) -> dict[str, Any]:
                     verdict = guard_verdict(status, options)
                 steps.append({"percent": percent, "guard": status["guard"]})
                 if verdict is not None:
-                    await _call(client, {"split": 0.0})
+                    await _call(client, {"share": 0.0})
                     say(f"rollout: rolled back, every user on {old}: {verdict}")
                     return _result(old, new, "rolled_back", verdict, steps)
         except (asyncio.CancelledError, KeyboardInterrupt):
-            await _call(client, {"split": 0.0})
+            await _call(client, {"share": 0.0})
             say(f"rollout: interrupted, every user on {old}")
             raise
         return _result(old, new, "completed", None, steps)

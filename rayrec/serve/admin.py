@@ -1,12 +1,15 @@
 """The admin route of a rollout: load a new version beside the served one and move traffic to it
 by stable user hash, in place (docs/serving.md, "Rollouts").
 
-``POST /v1/admin/rollout`` ``{"checkpoint": PATH, "split": S}`` loads PATH as model B (in a
-thread: the replica keeps serving) and gives it the users with ``ab_share(user_id) < S``;
-``{"split": S}`` alone moves the split of the B already loaded (0 rolls back, 1 sends everyone to
-B). Since users move by a fixed hash, a user who moved to B stays on B while S grows.
-``GET /v1/admin/rollout`` answers the versions, the split and the guard's counts. Under
-``/v1/``, the routes need the API key when the service has one (:class:`~rayrec.serve.api.ApiKeyAuth`).
+``POST /v1/admin/rollout`` ``{"checkpoint": PATH, "share": S}`` loads PATH (in a thread: the
+replica keeps serving) into the A/B slot that serves nobody now and gives it the share S of users
+by their stable hash ``ab_share(user_id)``; ``{"share": S}`` alone moves the share of the version
+being rolled out (0 rolls back, 1 sends everyone to it). A user who moved stays moved while S
+grows. The old version is the one serving everyone when the rollout starts: A at split 0, B at
+split 1 (a finished rollout), so rollouts follow each other without a restart; a checkpoint sent
+while both versions serve users is refused (409). ``GET /v1/admin/rollout`` answers the old and
+new versions, the share and the guard's counts. Under ``/v1/``, the routes need the API key when
+the service has one (:class:`~rayrec.serve.api.ApiKeyAuth`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from rayrec.serve.policy import ServedPolicy, check_same_world
 from rayrec.serve.service import RecommenderService, RequestError
 from rayrec.serve.settings import load_env
 
-__all__ = ["ROLLOUT_PATH", "RolloutRequest", "add_admin_routes", "rollout_status"]
+__all__ = ["ROLLOUT_PATH", "Rollout", "RolloutRequest", "add_admin_routes"]
 
 ROLLOUT_PATH = "/v1/admin/rollout"
 
@@ -35,19 +38,59 @@ class RolloutRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     checkpoint: str | None = Field(default=None, min_length=1, max_length=4096)
-    """Load this checkpoint (a path on the replica's machine) as model B first."""
-    split: float = Field(ge=0.0, le=1.0)
-    """B's share of users (those with ``ab_share(user_id) < split``)."""
+    """Start a rollout of this checkpoint (a path on the replica's machine)."""
+    share: float = Field(ge=0.0, le=1.0)
+    """The new version's share of users."""
 
 
-def rollout_status(service: RecommenderService) -> dict[str, Any]:
-    """The served versions (A first), B's share and the guard's per-version feedback counts."""
-    return {
-        "versions": [p.version for p in service.policies],
-        "checkpoints": [str(p.checkpoint) for p in service.policies],
-        "split": service.split,
-        "guard": service.guard.snapshot(),
-    }
+class Rollout:
+    """Which A/B slot holds the version being rolled out (None before the first rollout)."""
+
+    def __init__(self, service: RecommenderService) -> None:
+        self.service = service
+        self.new_slot: int | None = None
+
+    @property
+    def share(self) -> float:
+        split = self.service.split
+        return 0.0 if self.new_slot is None else split if self.new_slot == 1 else 1.0 - split
+
+    def move(self, share: float) -> None:
+        if self.new_slot is None:
+            raise RequestError(409, "share: no rollout under way (send a checkpoint first)")
+        self.service.split = share if self.new_slot == 1 else 1.0 - share
+
+    def start(self, policy: ServedPolicy) -> None:
+        """Put ``policy`` in the slot that serves nobody, at share 0; the guard starts over."""
+        service, policies = self.service, self.service.policies
+        if len(policies) == 1 or service.split == 0.0:
+            self.new_slot = 1
+            service.serve_policies([policies[0], policy], 0.0)
+        elif service.split == 1.0:
+            self.new_slot = 0
+            service.serve_policies([policy, policies[1]], 1.0)
+        else:
+            raise RequestError(
+                409,
+                f"checkpoint: both versions serve users (split {service.split:g}); move the "
+                "share to 0 or 1 first",
+            )
+        service.guard.reset()
+
+    def status(self) -> dict[str, Any]:
+        """The old and new versions, the new one's share and the guard's per-version counts."""
+        versions = [p.version for p in self.service.policies]
+        new = None if self.new_slot is None else versions[self.new_slot]
+        old = versions[0] if self.new_slot in (None, 1) else versions[1]
+        return {
+            "old": old,
+            "new": new,
+            "share": self.share,
+            "versions": versions,
+            "checkpoints": [str(p.checkpoint) for p in self.service.policies],
+            "split": self.service.split,
+            "guard": self.service.guard.snapshot(),
+        }
 
 
 async def _load(service: RecommenderService, checkpoint: str) -> ServedPolicy:
@@ -66,13 +109,14 @@ def add_admin_routes(
     """Add ``GET``/``POST`` :data:`ROLLOUT_PATH` to ``api``. ``replicas``: how many replicas the
     deployment runs now (None: one, a plain ASGI server); a step is refused with more than one,
     since each replica holds its own split and a request reaches only one of them."""
-    lock = asyncio.Lock()  # one step at a time: a load must not race a split
+    lock = asyncio.Lock()  # one step at a time: a load must not race a move
+    rollout = Rollout(service)
 
-    @api.get(ROLLOUT_PATH, summary="Rollout state: versions, B's share, feedback per version")
+    @api.get(ROLLOUT_PATH, summary="Rollout state: old and new version, share, feedback counts")
     async def status() -> JSONResponse:
-        return JSONResponse(rollout_status(service))
+        return JSONResponse(rollout.status())
 
-    @api.post(ROLLOUT_PATH, summary="Load a new version as B and/or move B's share of users")
+    @api.post(ROLLOUT_PATH, summary="Start a rollout of a checkpoint and/or move its share")
     async def step(body: RolloutRequest) -> JSONResponse:
         count = 1 if replicas is None else replicas()
         if count != 1:
@@ -83,11 +127,6 @@ def add_admin_routes(
             )
         async with lock:
             if body.checkpoint is not None:
-                policy = await _load(service, body.checkpoint)
-                service.split = 0.0  # nobody meets the new B before it is in place
-                service.serve_policies([service.policies[0], policy], 0.0)
-                service.guard.reset()
-            elif len(service.policies) < 2:
-                raise RequestError(409, "split: no model B is loaded (send a checkpoint first)")
-            service.split = body.split
-        return JSONResponse(rollout_status(service))
+                rollout.start(await _load(service, body.checkpoint))
+            rollout.move(body.share)
+        return JSONResponse(rollout.status())

@@ -67,7 +67,7 @@ def _status(a: tuple[int, int], b: tuple[int, int]) -> dict:
     guard = {
         v: {"clicks": c, "slots": s, "ctr": c / s} for v, (c, s) in zip("AB", (a, b), strict=True)
     }
-    return {"versions": ["A", "B"], "guard": guard}
+    return {"old": "A", "new": "B", "guard": guard}
 
 
 @pytest.mark.parametrize(
@@ -130,10 +130,6 @@ async def _clients(url: str, stop: threading.Event, seed: int) -> list[tuple]:
 
         await asyncio.gather(*(one(c) for c in range(CLIENTS)))
     return out
-
-
-def _split(url: str, split: float) -> None:
-    assert httpx.post(f"{url}{ROLLOUT_PATH}", json={"split": split}).status_code == 200
 
 
 @pytest.mark.integration
@@ -222,7 +218,7 @@ def test_a_worse_model_is_rolled_back(app, module_runs, serve_specs):
     assert done and done[0]["requests"] > 0  # the traffic ran on through the rollback, unrefused
     # After the rollback every user is on the old version.
     status = httpx.get(f"{url}{ROLLOUT_PATH}").json()
-    assert status["split"] == 0.0
+    assert status["share"] == 0.0 and status["old"] == old
     bodies = [{"user_id": u, "candidates": [3, 17, 42], "k": 1} for u in range(200)]
     versions = {httpx.post(f"{url}/v1/recommend", json=b).json()["model_version"] for b in bodies}
     assert versions == {old}

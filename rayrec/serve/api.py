@@ -5,10 +5,10 @@ scoring) and under plain uvicorn (the benchmark's floor, scoring one request at 
 
 Every error answer is JSON ``{"error": "<one line>", "details": [...]}``: 400 for malformed JSON,
 401 for a missing or wrong API key (when the service has one), 404 for unknown paths and request
-ids, 409 for repeated feedback, 410 for expired feedback, 405 for wrong methods, 413 for bodies over
-``MAX_BODY_BYTES``, 415 for a POST without a JSON content type, 422 for anything that parses but
-is invalid. Request bodies are parsed as JSON
-by pydantic; nothing from a request is ever unpickled.
+ids, 409 for repeated feedback and for a rollout step refused now (:mod:`rayrec.serve.admin`), 410
+for expired feedback, 405 for wrong methods, 413 for bodies over ``MAX_BODY_BYTES``, 415 for a
+POST without a JSON content type, 422 for anything that parses but is invalid. Request bodies are
+parsed as JSON by pydantic; nothing from a request is ever unpickled.
 """
 
 from __future__ import annotations

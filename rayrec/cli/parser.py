@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 from rayrec.data import cli as data_cli
 from rayrec.datasets import cli as datasets_cli
 from rayrec.loop import cli as loop_cli
+from rayrec.loop import rollout as rollout_cli
 from rayrec.nextitem import cli as nextitem_cli
 from rayrec.ope import cli as ope_cli
 
@@ -226,4 +227,5 @@ def build_parser() -> _Parser:
     nextitem_cli.add_parser(sub)
     ope_cli.add_parser(sub)
     loop_cli.add_parser(sub)
+    rollout_cli.add_parser(sub)
     return p

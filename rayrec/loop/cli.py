@@ -31,7 +31,7 @@ from rayrec.loop.traffic import (
     run_traffic,
 )
 
-__all__ = ["REPORT_FILE", "USERS_FILE", "add_parser", "run"]
+__all__ = ["REPORT_FILE", "USERS_FILE", "add_parser", "read_api_key", "run"]
 
 REPORT_FILE = "traffic.json"
 """``--out DIR/traffic.json``: the report (``--json`` prints the same, without ``per_user``)."""
@@ -78,7 +78,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _api_key(path: Path | None) -> str | None:
+def read_api_key(path: Path | None) -> str | None:
+    """The key in ``--api-key-file`` (None without one); a bad file is one line, exit 2."""
     if path is None:
         return None
     try:
@@ -188,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
         users=args.users,
         concurrency=args.concurrency,
         seed=args.seed,
-        api_key=_api_key(args.api_key_file),
+        api_key=read_api_key(args.api_key_file),
     )
     config = _env_config(args.env)
     if args.out is not None and args.out.exists() and not args.out.is_dir():

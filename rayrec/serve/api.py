@@ -5,10 +5,10 @@ scoring) and under plain uvicorn (the benchmark's floor, scoring one request at 
 
 Every error answer is JSON ``{"error": "<one line>", "details": [...]}``: 400 for malformed JSON,
 401 for a missing or wrong API key (when the service has one), 404 for unknown paths and request
-ids, 409 for repeated feedback, 410 for expired feedback, 405 for wrong methods, 413 for bodies over
-``MAX_BODY_BYTES``, 415 for a POST without a JSON content type, 422 for anything that parses but
-is invalid. Request bodies are parsed as JSON
-by pydantic; nothing from a request is ever unpickled.
+ids, 409 for repeated feedback and for a rollout step refused now (:mod:`rayrec.serve.admin`), 410
+for expired feedback, 405 for wrong methods, 413 for bodies over ``MAX_BODY_BYTES``, 415 for a
+POST without a JSON content type, 422 for anything that parses but is invalid. Request bodies are
+parsed as JSON by pydantic; nothing from a request is ever unpickled.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rayrec.serve.admin import add_admin_routes
 from rayrec.serve.metrics import RequestMetrics
 from rayrec.serve.schemas import (
     API_VERSION,
@@ -156,8 +157,11 @@ def _summary(details: list[dict[str, Any]]) -> str:
     return "invalid request: " + "; ".join(parts) + more
 
 
-def make_api(service: RecommenderService, score: Scorer) -> FastAPI:
-    """The versioned API (OpenAPI schema at /openapi.json) over ``service``."""
+def make_api(
+    service: RecommenderService, score: Scorer, replicas: Callable[[], int] | None = None
+) -> FastAPI:
+    """The versioned API (OpenAPI schema at /openapi.json) over ``service``; ``replicas`` counts
+    the deployment's replicas now (for the rollout route, :mod:`rayrec.serve.admin`)."""
     api = FastAPI(
         title="rayrec",
         version=API_VERSION,
@@ -222,4 +226,5 @@ def make_api(service: RecommenderService, score: Scorer) -> FastAPI:
     async def models() -> JSONResponse:
         return JSONResponse(service.models())
 
+    add_admin_routes(api, service, replicas)
     return api

@@ -124,7 +124,8 @@ class Recommender:
         self._delay = score_delay_s
 
     def __serve_build_asgi_app__(self) -> Any:
-        return make_api(self.service, self._score)
+        # Serve's count of this deployment's replicas (its world size) when a rollout step comes.
+        return make_api(self.service, self._score, lambda: serve.get_replica_context().world_size)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
     async def _score(self, jobs: list[Job]) -> list[Scored]:

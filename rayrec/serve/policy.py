@@ -45,6 +45,7 @@ from rayrec.specs import EnvSpec, load_run_spec
 
 __all__ = [
     "ServedPolicy",
+    "check_same_world",
     "choose_slate",
     "find_module_dir",
     "module_version",
@@ -306,6 +307,23 @@ class ServedPolicy:
             "slate_size": c.slate_size,
             "world_seed": c.world_seed,
         }
+
+
+def check_same_world(a: ServedPolicy, b: ServedPolicy, what: str) -> None:
+    """Raise unless ``b`` serves the same items as ``a`` (catalog, history length): two versions
+    served side by side (A/B, a rollout) must rank the same items."""
+    same = (
+        a.config.num_items == b.config.num_items
+        and a.config.history_len == b.config.history_len
+        and a.catalog.embedding.shape == b.catalog.embedding.shape
+        and np.array_equal(a.catalog.embedding, b.catalog.embedding)
+        and np.array_equal(a.catalog.scalars, b.catalog.scalars)
+    )
+    if not same:
+        raise SpecError(
+            f"{what} {b.checkpoint}: its environment has another catalog or history length "
+            f"than {a.checkpoint}; serving both needs the same items"
+        )
 
 
 def _check_spaces(module: Any, config: SimConfig, checkpoint: Path) -> None:

@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from rayrec.contracts.errors import SpecError
 from rayrec.data.journal import LogBacklogFull, ParquetLog
 from rayrec.serve.explore import ExplorationBudget, fallback_name, fallback_scores, unsupported
 from rayrec.serve.identity import (
@@ -53,7 +52,8 @@ from rayrec.serve.log import (
     logged_request_ids,
 )
 from rayrec.serve.metrics import ServeMetrics
-from rayrec.serve.policy import ServedPolicy, choose_slate
+from rayrec.serve.policy import ServedPolicy, check_same_world, choose_slate
+from rayrec.serve.rollout import GuardCounts
 from rayrec.serve.schemas import (
     MAX_BODY_BYTES,
     MAX_CANDIDATES,
@@ -92,18 +92,7 @@ class RecommenderService:
             raise ValueError(f"serve one or two policies, got {len(policies)}")
         a = policies[0]
         for b in policies[1:]:
-            same = (
-                a.config.num_items == b.config.num_items
-                and a.config.history_len == b.config.history_len
-                and a.catalog.embedding.shape == b.catalog.embedding.shape
-                and np.array_equal(a.catalog.embedding, b.catalog.embedding)
-                and np.array_equal(a.catalog.scalars, b.catalog.scalars)
-            )
-            if not same:
-                raise SpecError(
-                    f"--ab {b.checkpoint}: its environment has another catalog or history length "
-                    f"than {a.checkpoint}; A/B needs the same items"
-                )
+            check_same_world(a, b, "--ab")
         self.policies = policies
         self.settings = settings
         self.split = settings.split if len(policies) == 2 else 0.0
@@ -111,6 +100,7 @@ class RecommenderService:
         self._key = settings.signing_key()
         self.api_key = settings.api_key()
         self._tags = {version_tag(p.version): i for i, p in enumerate(policies)}
+        self.guard = GuardCounts()
         self.seen = SeenFeedback(settings.feedback_ttl_s, settings.max_feedback_ids)
         self.versions: VersionRegistry | None = None
         self.history_len = a.config.history_len
@@ -150,6 +140,19 @@ class RecommenderService:
         env = load_env(settings.env) if settings.env else None
         paths = [p for p in (settings.checkpoint, settings.ab_checkpoint) if p is not None]
         return cls([ServedPolicy.load(p, env) for p in paths], settings, writer, metrics)
+
+    def serve_policies(self, policies: list[ServedPolicy], split: float) -> None:
+        """Serve ``policies`` (A, then B) with B's share ``split`` from now on, in place (a
+        rollout's step, :mod:`rayrec.serve.rollout`). Lists only grow or change B, so a request
+        prepared before the change still finds its version's index."""
+        if not 1 <= len(policies) <= 2 or len(policies) < len(self.policies):
+            raise ValueError(f"serve one or two policies, not fewer than now, got {len(policies)}")
+        if self.versions is not None:
+            self.versions.register(
+                [(version_tag(p.version), p.version, str(p.checkpoint)) for p in policies]
+            )
+        self._tags = {version_tag(p.version): i for i, p in enumerate(policies)}
+        self.policies, self.split = policies, split if len(policies) == 2 else 0.0
 
     # ---- recommend -----------------------------------------------------------------------------
     def variant(self, user_id: int) -> int:
@@ -408,7 +411,9 @@ class RecommenderService:
             self.metrics.backlog(FEEDBACK_DIR, self.feedback_log.backlog)
         self.seen.add(req.request_id, found.issued, now)
         self.stats["feedback"] += 1
-        self.metrics.feedback(version, int(np.count_nonzero(responses[:, 0] > 0)), found.k)
+        clicks = int(np.count_nonzero(responses[:, 0] > 0))
+        self.metrics.feedback(version, clicks, found.k)
+        self.guard.count(version, clicks, found.k)
         return {"request_id": req.request_id, "model_version": version, "reward": reward}
 
     def _version_name(self, tag: bytes) -> str:

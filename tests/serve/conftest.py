@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 import httpx
@@ -61,3 +62,21 @@ async def post_all(base_url: str, bodies: list[dict], limit: int = 64) -> list[h
                 return await client.post("/v1/recommend", json=body)
 
         return await asyncio.gather(*(one(b) for b in bodies))
+
+
+def nan_copy(checkpoint: Path, out: Path) -> Path:
+    """A copy of the run folder of ``checkpoint`` whose module weights are all NaN (written with
+    RLlib's own save_to_path)."""
+    import torch
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    run = checkpoint.parents[1]
+    shutil.copytree(run, out)
+    copy = out / checkpoint.relative_to(run)
+    module = RLModule.from_checkpoint(str(checkpoint))
+    with torch.no_grad():
+        for param in module.parameters():
+            param.fill_(float("nan"))
+    shutil.rmtree(copy)
+    module.save_to_path(str(copy))
+    return copy

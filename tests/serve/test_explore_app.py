@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import socket
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from rayrec.serve.explore import fallback_name
 from rayrec.serve.identity import ab_share
 from rayrec.serve.log import read_served
 from rayrec.serve.metrics import Series
-from tests.serve.conftest import post_all
+from tests.serve.conftest import nan_copy, post_all
 
 pytestmark = pytest.mark.integration
 
@@ -39,24 +38,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _nan_copy(checkpoint: Path, out: Path) -> Path:
-    """A copy of the run folder of ``checkpoint`` whose module weights are all NaN (written with
-    RLlib's own save_to_path)."""
-    import torch
-    from ray.rllib.core.rl_module.rl_module import RLModule
-
-    run = checkpoint.parents[1]
-    shutil.copytree(run, out)
-    copy = out / checkpoint.relative_to(run)
-    module = RLModule.from_checkpoint(str(checkpoint))
-    with torch.no_grad():
-        for param in module.parameters():
-            param.fill_(float("nan"))
-    shutil.rmtree(copy)
-    module.save_to_path(str(copy))
-    return copy
-
-
 @pytest.fixture(scope="module")
 def apps(ray_session, module_runs, tmp_path_factory):
     from ray import serve
@@ -64,7 +45,7 @@ def apps(ray_session, module_runs, tmp_path_factory):
     from rayrec.serve.app import APP_NAME, build_app
 
     root = tmp_path_factory.mktemp("explore-app")
-    broken = _nan_copy(module_runs["ppo"], root / "nan-run")
+    broken = nan_copy(module_runs["ppo"], root / "nan-run")
     port = _free_port()
     common = {"flush_rows": 64, "flush_seconds": 0.5, "num_cpus": 0.25, "max_batch_size": 16}
     serve.start(http_options={"host": "127.0.0.1", "port": port})

@@ -27,8 +27,8 @@ pytestmark = pytest.mark.learning
 
 ROOT = Path(__file__).resolve().parents[2]
 # x 4096 env steps. At 100 iterations two runs of seed 0 scored 32.23 +- 1.14 and 33.48 +- 1.17:
-# the heuristic check below failed once. At the preset's 480 s budget (about 230 iterations) seeds
-# 0, 1 and 2 scored 34.52, 33.98 and 35.15 (docs/results.md). The validation return still climbs
+# the heuristic check below failed once. At 480 s (about 230 iterations; the preset now trains 400)
+# seeds 0, 1 and 2 scored 34.52, 33.98 and 35.15 (docs/results.md). The validation return still climbs
 # slowly past iteration 100, so the test trains 200.
 ITERATIONS = 200
 USERS = 2000

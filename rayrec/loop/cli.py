@@ -24,6 +24,7 @@ from rayrec.contracts.errors import SpecError
 from rayrec.contracts.files import atomic_write_text
 from rayrec.loop.traffic import (
     METRICS,
+    MODES,
     SEED_LIMIT,
     TrafficError,
     TrafficFailed,
@@ -69,6 +70,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--seed", type=_int_in(0, SEED_LIMIT), default=0, help="users, dynamics (default 0)"
+    )
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="sample",
+        help="every request's mode: sample (the policy's distribution; default) or greedy",
     )
     p.add_argument("--out", type=Path, help="write DIR/traffic.json and DIR/users.csv")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -190,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         seed=args.seed,
         api_key=read_api_key(args.api_key_file),
+        mode=args.mode,
     )
     config = _env_config(args.env)
     if args.out is not None and args.out.exists() and not args.out.is_dir():

@@ -27,8 +27,12 @@ from rayrec.evaluation.simulate import refill_slots
 from rayrec.loop.abtest import ALPHA, ab_report, msprt
 from rayrec.sim import SessionSimulator, SimConfig, StepResult
 
+MODES = ("sample", "greedy")
+"""``POST /v1/recommend``'s modes (the HTTP contract; ``rayrec.serve.schemas.MODES``)."""
+
 __all__ = [
     "METRICS",
+    "MODES",
     "RESPONSES",
     "WORLD_FIELDS",
     "TrafficError",
@@ -97,6 +101,9 @@ class TrafficOptions:
     timeout_s: float = 30.0
     """Per HTTP request."""
     alpha: float = ALPHA
+    mode: str = "sample"
+    """Every request's ``mode``: ``sample`` (the policy's distribution, within the service's
+    exploration budget) or ``greedy`` (its top k)."""
 
     def __post_init__(self) -> None:
         for name, lo in (("users", 1), ("concurrency", 1), ("batch_size", 1)):
@@ -107,6 +114,8 @@ class TrafficOptions:
             raise TrafficError(f"--seed ({self.seed}) must be in [0, {SEED_LIMIT})")
         if not self.url.startswith(("http://", "https://")):
             raise TrafficError(f"--url {self.url!r}: must start with http:// or https://")
+        if self.mode not in MODES:
+            raise TrafficError(f"--mode {self.mode!r}: must be one of {', '.join(MODES)}")
 
 
 def check_world(
@@ -207,7 +216,12 @@ async def probe(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
 
 
 def _request(
-    sim: SessionSimulator, slot: int, user_id: int, context: np.ndarray, seed: int
+    sim: SessionSimulator,
+    slot: int,
+    user_id: int,
+    context: np.ndarray,
+    seed: int,
+    mode: str = "sample",
 ) -> tuple[dict[str, Any], dict[int, int]]:
     """The ``POST /v1/recommend`` body of the user in ``slot`` (what the simulator knows of it now)
     and the map from each offered item to its candidate index (the first, if repeated)."""
@@ -226,7 +240,7 @@ def _request(
         "context": [float(c) for c in context],
         "candidates": list(position),
         "k": min(sim.config.slate_size, len(position)),
-        "mode": "sample",
+        "mode": mode,
         "seed": seed,
     }
     return body, position
@@ -300,7 +314,9 @@ async def _play(
         ids = traffic_user_ids(options.seed, sim.user_id)
         context = sim.context()
         seeds = rng.integers(0, 2**63 - 1, b)
-        asked = [_request(sim, s, int(ids[s]), context[s], int(seeds[s])) for s in slots]
+        asked = [
+            _request(sim, s, int(ids[s]), context[s], int(seeds[s]), options.mode) for s in slots
+        ]
         # This step's requests and the previous step's feedback are in flight together.
         answers = await asyncio.gather(*(endpoint.recommend(body) for body, _ in asked), *pending)
         answers = answers[: len(asked)]
@@ -408,6 +424,7 @@ def _report(
         "url": options.url,
         "users": len(rows),
         "seed": options.seed,
+        "mode": options.mode,
         "concurrency": options.concurrency,
         "requests": endpoint.requests,
         "feedback": endpoint.feedback,

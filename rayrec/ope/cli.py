@@ -50,6 +50,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         required=True,
         help="evaluation policy: a checkpoint, random, popular, heuristic; bts on obd:",
     )
+    p.add_argument(
+        "--mode",
+        default="sample",
+        help="how a checkpoint chooses: sample (its softmax, as served with mode sample; "
+        "default) or greedy (its top k, as rayrec evaluate plays it)",
+    )
     p.add_argument("--estimators", help="comma-separated (default: every one of the level)")
     p.add_argument("--level", default="step", help="step (default), slate or trajectory")
     p.add_argument("--seed", type=int, default=0, help="bootstrap, folds, Monte Carlo (default 0)")
@@ -90,13 +96,19 @@ def evaluate_obd(
 
 
 def evaluate_sim(
-    folder: str, policy: str, level: str, estimators: tuple[str, ...], config: EstimatorConfig
+    folder: str,
+    policy: str,
+    level: str,
+    estimators: tuple[str, ...],
+    config: EstimatorConfig,
+    mode: str = "sample",
 ) -> tuple[dict[str, Estimate], float | None]:
-    """Estimates and ground truth for a ``rayrec collect`` log."""
+    """Estimates and ground truth for a ``rayrec collect`` log; a checkpoint chooses by ``mode``
+    (``sample`` or ``greedy``)."""
     # The adapter imports the simulator and Ray's RLModule loader: only when a log needs it.
     from rayrec.ope.policies import ground_truth, load_sim_logs
 
-    logs, eval_policy = load_sim_logs(folder, policy, seed=config.seed)
+    logs, eval_policy = load_sim_logs(folder, policy, seed=config.seed, mode=mode)
     if level == "step":
         if logs.step is None:
             raise OPEError(f"{folder} logs slates of {logs.config.slate_size}: use --level slate")
@@ -136,12 +148,16 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed, n_bootstrap=args.bootstrap, switch_tau=args.switch_tau
         )
         if args.data.startswith("obd:"):
+            if args.mode != "sample":
+                raise OPEError(f"--mode {args.mode}: applies to checkpoints on simulator logs")
             found = evaluate_obd(args.data[4:], args.policy, args.level, estimators, config)
         else:
             from rayrec.ope.policies import USER_ERRORS
 
             try:
-                found = evaluate_sim(args.data, args.policy, args.level, estimators, config)
+                found = evaluate_sim(
+                    args.data, args.policy, args.level, estimators, config, args.mode
+                )
             except USER_ERRORS as e:
                 raise OPEError(str(e)) from e
     except (OPEError, DataError, ValueError) as e:

@@ -121,8 +121,21 @@ class EvalPolicy:
         return weights / weights.sum(axis=1, keepdims=True)
 
 
-def make_eval_policy(name: str, config: SimConfig, seed: int = 0) -> EvalPolicy:
-    """The evaluation policy ``name``: a non-peeking baseline or a checkpoint path."""
+MODES = ("sample", "greedy")
+"""How a checkpoint chooses: its softmax (Plackett-Luce for slates, as Serve's ``mode: sample``
+and ``collect --behavior checkpoint:``) or its top k (as ``rayrec evaluate`` and ``mode: greedy``)."""
+
+
+def make_eval_policy(
+    name: str, config: SimConfig, seed: int = 0, mode: str = "sample"
+) -> EvalPolicy:
+    """The evaluation policy ``name``: a non-peeking baseline or a checkpoint path, which chooses
+    by ``mode`` (:data:`MODES`; the baselines have one way to choose and refuse ``greedy`` unless
+    they are deterministic already)."""
+    if mode not in MODES:
+        raise SpecError(f"--mode {mode!r}: unknown; known: {', '.join(MODES)}")
+    if name == "random" and mode == "greedy":
+        raise SpecError("--mode greedy: random has no top k (greedy applies to checkpoints)")
     if name in PEEKING:
         raise SpecError(
             f"--policy {name} peeks at the latent user state, which logs do not hold; "
@@ -142,6 +155,8 @@ def make_eval_policy(name: str, config: SimConfig, seed: int = 0) -> EvalPolicy:
         )
     _check_world(path, config)
     module = ModulePolicy.from_checkpoint(path)
+    if mode == "greedy":
+        return EvalPolicy(name, None, module.act, module)
     return EvalPolicy(
         name, module.scores, None, ModulePolicy(module.module, greedy=False, seed=seed)
     )
@@ -189,13 +204,14 @@ def _features(obs: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def load_sim_logs(
-    folder: str | Path, policy_name: str, seed: int = 0
+    folder: str | Path, policy_name: str, seed: int = 0, mode: str = "sample"
 ) -> tuple[SimLogs, EvalPolicy]:
-    """Read a ``rayrec collect`` log and compute the evaluation policy on every logged row."""
+    """Read a ``rayrec collect`` log and compute the evaluation policy (choosing by ``mode``) on
+    every logged row."""
     table = read_log(folder)
     meta = read_log_meta(folder)
     config = SimConfig.from_dict(meta["env"]["config"])
-    policy = make_eval_policy(policy_name, config, seed)
+    policy = make_eval_policy(policy_name, config, seed, mode)
     catalog = world_catalog(config)
     k = config.slate_size
     columns = {name: table.column(name) for name in table.column_names}

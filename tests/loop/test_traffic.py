@@ -25,7 +25,7 @@ from rayrec.serve.log import FEEDBACK_DIR, read_served
 SPLIT = 0.5
 USERS = 24
 REPORT_KEYS = {
-    "env", "url", "users", "seed", "concurrency", "requests", "feedback", "retries",
+    "env", "url", "users", "seed", "mode", "concurrency", "requests", "feedback", "retries",
     "mixed_users", "elapsed_s", "alpha", "test", "arms", "difference", "warnings",
 }  # fmt: skip
 METRICS = ("return", "clicks", "sessions")
@@ -151,6 +151,18 @@ def test_traffic_against_a_served_ab_test(ab_app, serve_specs, tmp_path, capsys)
     assert (again / USERS_FILE).read_text() == (out / USERS_FILE).read_text()
     table = capsys.readouterr().out  # without --json: a table and a line per difference
     assert all(f"B - A {m}: " in table and "(95% CI, Welch t), p = " in table for m in METRICS)
+    assert report["mode"] == "sample" and {r["mode"] for r in impressions} == {"sample"}
+
+    # --mode greedy (other users: seed 4): every slate is the top k, propensity 1 in the log.
+    greedy = tmp_path / "greedy"
+    flags = ["--users", "6", "--seed", "4", "--mode", "greedy", "--out", str(greedy), "--quiet"]
+    assert main([*args[:6], *flags]) == 0
+    mine = {u["user_id"]: u["requests"] for u in _users(greedy / USERS_FILE)}
+    sent = 2 * report["requests"] + sum(mine.values())
+    impressions, _ = _logged(log_dir, sent, 0)
+    rows = [r for r in impressions if r["user_id"] in mine]
+    assert len(rows) == sum(mine.values()) > 0
+    assert {r["mode"] for r in rows} == {"greedy"} and {r["propensity"] for r in rows} == {1.0}
 
 
 class _NotRayrec(http.server.BaseHTTPRequestHandler):
@@ -204,6 +216,7 @@ def _refused(args: list[str], capsys) -> str:
         (["--users", "5", "--env", "/nonexistent.yaml"], "/nonexistent.yaml: no such file"),
         (["--users", "5", "--env", "MARKET"], "not a session env"),
         (["--users", "5", "--url", "ftp://x"], "--url 'ftp://x': must start with http://"),
+        (["--users", "5", "--mode", "best"], "argument --mode: invalid choice: 'best'"),
         (["--users", "5", "--url", "CLOSED"], "no answer (ConnectError"),
         (["--users", "5", "--url", "NOT_RAYREC"], "not a rayrec endpoint (GET /v1/models"),
     ],

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from rayrec.cli import main
 from rayrec.datasets import fetch_obd, load_obd, obd_dir
 from rayrec.evaluation.collect import collect
-from rayrec.specs import EnvSpec
+from rayrec.specs import EnvSpec, PolicySpec
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = {"num_items": 400, "num_candidates": 8, "max_sessions": 2, "max_steps_per_session": 12}
@@ -79,6 +80,35 @@ def test_sim_log_step_and_trajectory(logs, capsys):
     assert trajectory["ground_truth"] > 0  # the heuristic played in the log's world
 
 
+@pytest.fixture(scope="module")
+def untrained(tmp_path_factory) -> Path:
+    """An untrained PPO checkpoint of the logs' world (random scores, distinct per candidate)."""
+    from rayrec.experiment import save_untrained_run
+
+    policy = PolicySpec.from_dict(yaml.safe_load((ROOT / "policies" / "ppo.yaml").read_text()))
+    env = EnvSpec.from_dict({"config": SMALL})
+    return save_untrained_run(tmp_path_factory.mktemp("ope-run") / "ppo", env, policy, seed=3)
+
+
+def test_a_checkpoint_in_greedy_mode_is_its_top_candidate(logs, untrained, capsys):
+    """--mode greedy evaluates the checkpoint's argmax (as rayrec evaluate plays it), --mode sample
+    (the default) its softmax: the greedy distribution is one-hot at the softmax's mode."""
+    from rayrec.ope.policies import load_sim_logs
+
+    greedy, _ = load_sim_logs(logs["eps"], str(untrained), mode="greedy")
+    sample, _ = load_sim_logs(logs["eps"], str(untrained))
+    dist = sample.step.eval_dist
+    assert 0 < dist.max(axis=1).min() and dist.max(axis=1).max() < 1  # stochastic
+    assert np.array_equal(greedy.step.eval_dist, np.eye(dist.shape[1])[dist.argmax(axis=1)])
+    argv = ("--data", str(logs["eps"]), "--policy", str(untrained), "--level", "trajectory")
+    argv += ("--estimators", "pdis", "--bootstrap", "10", "--json")
+    truth = {
+        mode: json.loads(_run(capsys, *argv, "--mode", mode)[1])["ground_truth"]
+        for mode in ("greedy", "sample")
+    }
+    assert truth["greedy"] > 0 and truth["sample"] > 0 and truth["greedy"] != truth["sample"]
+
+
 def test_sim_log_slate_level_equals_ips_for_single_item_slates(logs, capsys):
     argv = ("--data", str(logs["eps"]), "--policy", "popular", "--json", "--bootstrap", "20")
     slate = json.loads(_run(capsys, *argv, "--level", "slate")[1])["estimates"]
@@ -124,6 +154,9 @@ def _another_world(tmp_path: Path) -> Path:
         (["--data", "LOG:popular", "--policy", "random"], "behaviour propensity 0"),
         (["--data", "LOG:eps", "--policy", "WORLD"], "comes from another world: world_seed 7"),
         (["--data", "no/such/log", "--policy", "random"], "no such log folder"),
+        (["--data", "LOG:eps", "--policy", "random", "--mode", "greedy"], "random has no top k"),
+        (["--data", "LOG:eps", "--policy", "heuristic", "--mode", "best"], "--mode 'best'"),
+        (["--data", "obd:all", "--policy", "bts", "--mode", "greedy"], "applies to checkpoints"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(obd, logs, tmp_path, capsys, argv, message):

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 RUN ?= runs/demo
 
-.PHONY: install data demo test test-fast lint format bench clean
+.PHONY: install data demo loop test test-fast lint format bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,9 +29,22 @@ demo: $(STAMP)
 	rm -rf $(RUN)
 	$(BIN)/rayrec train --env envs/session.yaml --policy policies/ppo.yaml --out $(RUN) --time-budget 480
 
+## The closed loop (docs/loop.md): train A (short PPO), serve it with an impression log, simulated
+## traffic, train B offline from the served log (CQL), estimate B off-policy, A/B test A against B
+## through the endpoint, roll B out if it wins. One table at the end; about 15 minutes on 2 CPUs.
+loop: $(STAMP)
+	rm -rf runs/loop
+	$(BIN)/python -m rayrec.loop.pipeline --out runs/loop
+
 ## Lint, format check and the whole test suite (unit, integration, learning; GPU tests skip).
+## The learning tier trains on two pytest-xdist workers, each with its own Ray: a synchronous run
+## (PPO samples, then learns) keeps about one core busy, so two side by side use both cores.
+## `--dist loadscope` keeps a module (and its trained fixtures) on one worker, largest modules
+## first: PPO and its twin beside the hierarchical agent. Tests marked `serial` depend on wall-clock
+## throughput (APPO's iterations last a fixed time) and run in the first, single-process call.
 test: $(STAMP) lint data
-	$(BIN)/python -m pytest -m "not gpu" --durations=15
+	$(BIN)/python -m pytest -m "not gpu and (not learning or serial)" --durations=15
+	$(BIN)/python -m pytest -m "learning and not serial" -n 2 --dist loadscope --durations=10
 
 ## Unit tests only (no Ray): seconds.
 test-fast: $(STAMP)

@@ -156,7 +156,7 @@ def test_traffic_against_a_served_ab_test(ab_app, serve_specs, tmp_path, capsys)
     # --mode greedy (other users: seed 4): every slate is the top k, propensity 1 in the log.
     greedy = tmp_path / "greedy"
     flags = ["--users", "6", "--seed", "4", "--mode", "greedy", "--out", str(greedy), "--quiet"]
-    assert main([*args[:6], *flags]) == 0
+    assert main([*args[:5], *flags]) == 0
     mine = {u["user_id"]: u["requests"] for u in _users(greedy / USERS_FILE)}
     sent = 2 * report["requests"] + sum(mine.values())
     impressions, _ = _logged(log_dir, sent, 0)

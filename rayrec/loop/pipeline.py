@@ -55,6 +55,9 @@ HEADLINE = "sndr"
 """The OPE estimate the table shows (self-normalised DR: the best coverage in docs/ope.md)."""
 
 
+ROLLOUTS = ("if-wins", "always", "never")
+
+
 class LoopFailed(RuntimeError):
     """A step of the loop failed: the message names the command and ends with its log's tail."""
 
@@ -86,6 +89,9 @@ class LoopOptions:
     """Feedback clicks each version needs before the guard compares their CTRs."""
     margin: float = 0.03
     """CTR B may lose to A during the rollout before the guard rolls it back."""
+    rollout: str = "if-wins"
+    """``if-wins`` (B is rolled out when it wins the A/B test), ``always`` (a drill of the rollout
+    path whatever the verdict) or ``never``."""
     eval_users: int = 500
     """Users of each training run's own final evaluation (in the simulator, not the loop's)."""
 
@@ -95,6 +101,8 @@ class LoopOptions:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
         if not 0.0 < self.floor <= 1.0:
             raise ValueError(f"--floor ({self.floor}) must be in (0, 1]")
+        if self.rollout not in ROLLOUTS:
+            raise ValueError(f"--rollout {self.rollout!r}: one of {', '.join(ROLLOUTS)}")
         if not 0.0 <= self.margin <= 1.0:
             raise ValueError(f"--margin ({self.margin}) must be in [0, 1]")
         if self.warmup_seconds < 0:
@@ -298,13 +306,15 @@ def run_loop(options: LoopOptions) -> dict[str, Any]:
     roll_out, why = decide(ab)
     say(f"decision: {why}")
     rollout = None
-    if roll_out:
+    if options.rollout == "always" or (roll_out and options.rollout == "if-wins"):
+        if not roll_out:
+            say("--rollout always: rolling B out anyway (a drill of the rollout path)")
         rollout = _rollout(steps, options, a_ckpt, b_ckpt, port)
     return {
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
         "ope": ope,
         "ab": {"arms": ab["arms"], "difference": ab["difference"], "per_slate": slates},
-        "decision": {"roll_out": roll_out, "why": why},
+        "decision": {"roll_out": roll_out, "why": why, "rollout": options.rollout},
         "rollout": rollout,
         "seconds": {k: round(v, 1) for k, v in steps.seconds.items()},
     }
@@ -376,6 +386,8 @@ def table(result: dict[str, Any]) -> str:
     rollout = result["rollout"]
     if rollout is not None:
         what = rollout["outcome"] + (f": {rollout['reason']}" if rollout["reason"] else "")
+        if not result["decision"]["roll_out"]:
+            what += " (--rollout always: a drill, not the decision)"
         lines.append(f"| rollout of B (10%, 50%, 100%) | {what} | |")
     return "\n".join(lines)
 
@@ -396,6 +408,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--step-seconds", type=float, default=defaults.step_seconds)
     p.add_argument("--warmup-seconds", type=float, default=defaults.warmup_seconds)
+    p.add_argument(
+        "--rollout",
+        default=defaults.rollout,
+        help="if-wins (default): roll B out when it wins the A/B test; always: a drill; never",
+    )
     p.add_argument("--margin", type=float, default=defaults.margin, help="rollout CTR margin")
     args = p.parse_args(argv)
     try:

@@ -64,7 +64,7 @@ def test_the_table_names_the_estimate_the_measurements_and_the_decision():
             "difference": {"return": {"estimate": 2.0, "low": 0.5, "high": 3.5, "p_value": 0.01}},
             "per_slate": {"A": {"mean": 0.6, "low": 0.58, "high": 0.62}},
         },
-        "decision": {"roll_out": True, "why": "B wins: ..."},
+        "decision": {"roll_out": True, "why": "B wins: ...", "rollout": "if-wins"},
         "rollout": {"outcome": "completed", "reason": None},
     }
     text = table(result)
@@ -75,6 +75,8 @@ def test_the_table_names_the_estimate_the_measurements_and_the_decision():
     assert "0.7000 [0.6800, 0.7200]" in text and "| A/B: users | 500 | 498 |" in text
     assert "+2.00 [+0.50, +3.50], p = 0.01" in text and "| decision | B wins: ... |" in text
     assert "| rollout of B (10%, 50%, 100%) | completed |" in text
+    result["decision"]["roll_out"] = False  # --rollout always
+    assert "| completed (--rollout always: a drill, not the decision) |" in table(result)
 
 
 @pytest.mark.parametrize(
@@ -85,6 +87,7 @@ def test_the_table_names_the_estimate_the_measurements_and_the_decision():
         (["--step-seconds", "-1"], "--step-seconds (-1.0) must be > 0"),
         (["--warmup-seconds", "-5"], "--warmup-seconds (-5.0) must be >= 0"),
         (["--margin", "2"], "--margin (2.0) must be in [0, 1]"),
+        (["--rollout", "maybe"], "--rollout 'maybe': one of if-wins, always, never"),
         (["--out", "NONEMPTY"], "exists and is not empty"),
     ],
 )

@@ -14,24 +14,27 @@ discounted sum of the next n logged rewards and its next observation by the one 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from ray.data import DataContext
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 from ray.rllib.offline.offline_data import OfflineData
 from ray.rllib.offline.offline_prelearner import OfflinePreLearner
 
 from rayrec.algorithms.cql import DiscreteCQLConfig
 from rayrec.algorithms.transitions import transition_episode
+from rayrec.contracts.errors import SpecError
 from rayrec.data.logs import validate_log
 from rayrec.data.schema import OBS_COLUMNS, Col, LogError, column_array, expand_observations
 from rayrec.envs.observation import action_space, observation_space
 from rayrec.sim import SimConfig
 from rayrec.sim.catalog import world_catalog
 from rayrec.specs import EnvSpec
-from rayrec.contracts.errors import SpecError
 
 __all__ = [
     "N_STEP_COLUMN",
@@ -99,6 +102,24 @@ def _add_bucket(rows: pa.Table, buckets: int) -> pa.Table:
     return rows.append_column(_BUCKET, pa.array(episode % buckets))
 
 
+@contextmanager
+def _ordered_blocks() -> Iterator[None]:
+    """Datasets created inside keep their blocks in order (``preserve_order``).
+
+    A Dataset copies the process's ``DataContext`` when it is created, so the setting travels with
+    the log's dataset (and those derived from it) and the process's own context is restored. Without
+    it Ray Data hands blocks on as its tasks finish: the same log, seed and code trained different
+    CQL models (a 4-iteration run evaluated 12.94 and 13.14 on the same 200 users).
+    """
+    context = DataContext.get_current()
+    before = context.execution_options.preserve_order
+    context.execution_options.preserve_order = True
+    try:
+        yield
+    finally:
+        context.execution_options.preserve_order = before
+
+
 class LogOfflineData(OfflineData):
     """RLlib's ``OfflineData`` over a rayrec log, with n-step transitions for DiscreteCQL.
 
@@ -110,7 +131,16 @@ class LogOfflineData(OfflineData):
     """
 
     def __init__(self, config: Any) -> None:
-        super().__init__(config)
+        with _ordered_blocks():
+            super().__init__(config)
+            self._rewrite(config)
+        shuffle = {
+            "local_shuffle_buffer_size": _SHUFFLE_BATCHES * config.train_batch_size_per_learner,
+            "local_shuffle_seed": config.seed,
+        }
+        self.iter_batches_kwargs = shuffle | self.iter_batches_kwargs
+
+    def _rewrite(self, config: Any) -> None:
         n = offline_n_step(config)
         if n > 1:
             # Grouping by episode id modulo a bucket count keeps every episode whole inside one
@@ -130,11 +160,6 @@ class LogOfflineData(OfflineData):
                 .drop_columns([_BUCKET])
                 .materialize()
             )
-        shuffle = {
-            "local_shuffle_buffer_size": _SHUFFLE_BATCHES * config.train_batch_size_per_learner,
-            "local_shuffle_seed": config.seed,
-        }
-        self.iter_batches_kwargs = shuffle | self.iter_batches_kwargs
 
 
 def offline_n_step(config: Any) -> int:

@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize(
     ("preset", "iterations"),
-    # APPO's iterations last a fixed time: beside another training it samples and learns far
-    # less, so it runs alone (the Makefile's `test`).
-    [pytest.param("appo", 25, marks=pytest.mark.serial), ("apex_dqn", 200)],
+    # APPO's iterations last a fixed time: it must not train beside another training (the
+    # Makefile's `test` runs one pytest process), or it samples and learns far less.
+    [("appo", 25), ("apex_dqn", 200)],
 )
 def test_beats_greedy_myopic(ray_session, tmp_path, preset: str, iterations: int) -> None:
     policy = PolicySpec.from_dict(load_yaml(ROOT / "policies" / f"{preset}.yaml"), preset)

@@ -1,13 +1,13 @@
-"""PPO on the default session env: it beats random, most-popular, greedy-myopic and its myopic twin.
+"""PPO on the default session env: it beats random, most-popular and greedy-myopic, and reaches the heuristic.
 
 ``greedy`` peeks at the latent user state: it shows the candidate with the highest true click
 probability, the strongest myopic policy. PPO sees only the observation and must beat it on the
 long-term return with non-overlapping 95% confidence intervals: the central claim of RL over
 bandits.
 
-The myopic twin is the same preset with ``training.gamma=0``: the same module, observations, batch
-and number of iterations, trained on the immediate reward only (a contextual bandit). Beating it is
-the same claim against a bandit with the same information.
+The comparison with PPO's myopic twin (the same preset with ``training.gamma=0``, a contextual
+bandit with the same information and budget) trains a second model, so it is a benchmark, not a
+test: ``benchmarks/compare_algorithms.py`` with ``--set training.gamma=0`` (docs/results.md).
 
 ``heuristic`` is the hand-written scorer over the same observation (issue #22): before the relation
 head and the separate critic, PPO lost to it by 10 (23.0 against 33.5); now it must reach it.
@@ -21,7 +21,7 @@ import pytest
 
 from rayrec.contracts.keys import Metrics
 from rayrec.run import RunOptions, selection_options, train
-from rayrec.specs import EnvSpec, PolicySpec, apply_overrides, load_yaml
+from rayrec.specs import EnvSpec, PolicySpec, load_yaml
 
 pytestmark = pytest.mark.learning
 
@@ -34,34 +34,21 @@ ITERATIONS = 200
 USERS = 2000
 
 
-def _train(out: Path, overrides: list[str], baselines: tuple[str, ...]) -> dict:
-    env_raw, policy_raw = apply_overrides(
-        load_yaml(ROOT / "envs" / "session.yaml"),
-        load_yaml(ROOT / "policies" / "ppo.yaml"),
-        overrides,
-    )
-    policy = PolicySpec.from_dict(policy_raw)
+@pytest.fixture(scope="module")
+def ppo(ray_session, tmp_path_factory) -> dict:
+    policy = PolicySpec.from_dict(load_yaml(ROOT / "policies" / "ppo.yaml"))
     options = RunOptions(
-        out=out,
+        out=tmp_path_factory.mktemp("runs") / "ppo",
         seed=0,
         iterations=ITERATIONS,
         eval_users=USERS,
-        baselines=baselines,
+        baselines=("random", "popular", "greedy", "heuristic"),
         checkpoint_every=ITERATIONS,
         **selection_options(policy),
     )
-    return train(EnvSpec.from_dict(env_raw), policy, options, quiet=True)
-
-
-@pytest.fixture(scope="module")
-def ppo(ray_session, tmp_path_factory) -> dict:
-    baselines = ("random", "popular", "greedy", "heuristic")
-    return _train(tmp_path_factory.mktemp("runs") / "ppo", [], baselines)
-
-
-@pytest.fixture(scope="module")
-def myopic(ray_session, tmp_path_factory) -> dict:
-    return _train(tmp_path_factory.mktemp("runs") / "myopic", ["training.gamma=0"], ())
+    return train(
+        EnvSpec.from_dict(load_yaml(ROOT / "envs" / "session.yaml")), policy, options, quiet=True
+    )
 
 
 def _low(m: dict) -> float:
@@ -84,11 +71,3 @@ def test_ppo_reaches_the_hand_written_heuristic(ppo: dict) -> None:
     preset's full budget)."""
     heuristic = ppo["baselines"]["heuristic"]
     assert _high(ppo["policy"]) >= heuristic[Metrics.RETURN_MEAN], (ppo["policy"], heuristic)
-
-
-def test_ppo_beats_its_myopic_twin(ppo: dict, myopic: dict) -> None:
-    """Same information and budget; gamma 0.99 against 0: long-term return, non-overlapping CIs."""
-    mine, twin = ppo["policy"], myopic["policy"]
-    assert _low(mine) > _high(twin), (mine, twin)
-    # The gain is retention (more sessions per user), not more clicks per session.
-    assert mine[Metrics.SESSIONS_PER_USER] > twin[Metrics.SESSIONS_PER_USER]

@@ -2,7 +2,7 @@
 
 ``greedy`` peeks at the true click probabilities: the strongest myopic policy. APPO sees only the
 observation and must beat it on the long-term return with non-overlapping 95% confidence
-intervals, with more sessions per user (the gain is retention). PPO's test, with its myopic twin,
+intervals, with more sessions per user (the gain is retention). PPO's test
 is tests/learning/test_ppo_learns.py.
 
 APPO: two env runners sample asynchronously into a learner process of its own; an iteration is

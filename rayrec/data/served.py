@@ -19,7 +19,7 @@ journals recovered by the next) and read by :func:`read_served` through the one 
 
 The schemas sit in the data layer (next to ``rayrec collect``'s, :mod:`rayrec.data.schema`) so that
 the conversion of a served log into a rayrec log folder (:mod:`rayrec.data.from_served`) reads them
-without importing the Serve app; :mod:`rayrec.serve.log` re-exports them.
+without importing the Serve app.
 """
 
 from __future__ import annotations

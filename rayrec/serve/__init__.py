@@ -4,7 +4,7 @@ Import :mod:`rayrec.serve.app` for the Serve application (it imports Ray Serve);
 package needs neither Ray nor a web framework except :mod:`rayrec.serve.api` (FastAPI).
 """
 
-from rayrec.serve.log import Feedback, Impressions, read_served
+from rayrec.data.served import Feedback, Impressions, read_served
 from rayrec.serve.policy import ServedPolicy, choose_slate
 from rayrec.serve.service import RecommenderService, ServiceSettings
 

@@ -30,16 +30,7 @@ from typing import Any
 import numpy as np
 
 from rayrec.data.journal import LogBacklogFull, ParquetLog
-from rayrec.serve.explore import ExplorationBudget, fallback_name, fallback_scores, unsupported
-from rayrec.serve.identity import (
-    SeenFeedback,
-    ab_share,
-    sign_request_id,
-    verify_request_id,
-    version_tag,
-)
-from rayrec.serve.jobs import Job, RequestError, Scored, default_context
-from rayrec.serve.log import (
+from rayrec.data.served import (
     FEEDBACK_DIR,
     IMPRESSIONS_DIR,
     PAD_ID,
@@ -51,6 +42,15 @@ from rayrec.serve.log import (
     impression_schema,
     logged_request_ids,
 )
+from rayrec.serve.explore import ExplorationBudget, fallback_name, fallback_scores, unsupported
+from rayrec.serve.identity import (
+    SeenFeedback,
+    ab_share,
+    sign_request_id,
+    verify_request_id,
+    version_tag,
+)
+from rayrec.serve.jobs import Job, RequestError, Scored, default_context
 from rayrec.serve.metrics import ServeMetrics
 from rayrec.serve.policy import ServedPolicy, check_same_world, choose_slate
 from rayrec.serve.rollout import GuardCounts

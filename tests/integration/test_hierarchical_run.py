@@ -105,8 +105,8 @@ def test_a_hierarchical_checkpoint_is_served_over_http(hier_run: Path, tmp_path:
     import httpx
     from ray import serve
 
+    from rayrec.data.served import Impressions, read_served
     from rayrec.serve.app import APP_NAME, build_app
-    from rayrec.serve.log import Impressions, read_served
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -17,10 +17,10 @@ import pytest
 import yaml
 
 from rayrec.cli import main
+from rayrec.data.served import FEEDBACK_DIR, read_served
 from rayrec.loop.cli import REPORT_FILE, USERS_FILE
 from rayrec.loop.traffic import TrafficOptions, run_traffic, traffic_user_ids
 from rayrec.serve.identity import ab_share
-from rayrec.serve.log import FEEDBACK_DIR, read_served
 
 SPLIT = 0.5
 USERS = 24

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from rayrec.cli import main
+from rayrec.data.served import read_served
 from rayrec.serve.app import free_direct_port
-from rayrec.serve.log import read_served
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,8 +8,8 @@ import errno
 from starlette.testclient import TestClient
 
 import rayrec.data.parts as log_module
+from rayrec.data.served import read_served
 from rayrec.serve.api import make_api
-from rayrec.serve.log import read_served
 from rayrec.serve.service import RecommenderService, ServiceSettings
 
 

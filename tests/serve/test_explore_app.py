@@ -18,9 +18,9 @@ import httpx
 import numpy as np
 import pytest
 
+from rayrec.data.served import read_served
 from rayrec.serve.explore import fallback_name
 from rayrec.serve.identity import ab_share
-from rayrec.serve.log import read_served
 from rayrec.serve.metrics import Series
 from tests.serve.conftest import nan_copy, post_all
 

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from rayrec.data.journal import LogBacklogFull, ParquetLog
-from rayrec.serve.log import (
+from rayrec.data.served import (
     FEEDBACK_DIR,
     Feedback,
     feedback_schema,
@@ -149,7 +149,7 @@ def test_rows_that_do_not_fit_are_set_aside_not_retried(tmp_path):
 KILLED_WRITER = """
 import os, sys, numpy as np
 from rayrec.data.journal import ParquetLog
-from rayrec.serve.log import Feedback, feedback_schema
+from rayrec.data.served import Feedback, feedback_schema
 log = ParquetLog(sys.argv[1], feedback_schema(), "dead", flush_rows=4, flush_seconds=60)
 for i in range(10):
     log.append({Feedback.REQUEST_ID: f"r{i}", Feedback.USER_ID: i, Feedback.TIME: 1.0,

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from rayrec.cli import main
+from rayrec.data.served import FEEDBACK_DIR, Impressions, impression_schema, read_served
 from rayrec.serve.identity import ab_share
-from rayrec.serve.log import FEEDBACK_DIR, Impressions, impression_schema, read_served
 from rayrec.serve.schemas import MAX_CANDIDATES, MAX_K
 from tests.serve.conftest import post_all
 

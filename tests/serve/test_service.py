@@ -157,7 +157,7 @@ def test_feedback_reward_and_checks(service):
 def test_feedback_survives_a_redeploy_and_keeps_its_version(module_runs, tmp_path, monkeypatch):
     """Model A serves; B replaces it (same key, from $RAYREC_REQUEST_ID_KEY); feedback for A's
     request is accepted, attributed to A by name, and its replay refused after a restart."""
-    from rayrec.serve.log import FEEDBACK_DIR, read_served
+    from rayrec.data.served import FEEDBACK_DIR, read_served
 
     monkeypatch.setenv("RAYREC_REQUEST_ID_KEY", "ab" * 32)
     log_dir = str(tmp_path / "log")

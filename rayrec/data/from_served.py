@@ -37,7 +37,7 @@ import numpy as np
 import pyarrow as pa
 
 from rayrec.contracts.errors import SpecError
-from rayrec.data.logs import LogWriter, discard, finish_log
+from rayrec.data.logs import LogWriter, write_log_folder
 from rayrec.data.schema import Col, column_array, log_schema
 from rayrec.data.served import (
     FEEDBACK_DIR,
@@ -86,22 +86,12 @@ def convert_served(log_dir: str | Path, env: EnvSpec, out: str | Path) -> dict[s
         "served": {"log_dir": str(log_dir.resolve()), "versions": registry, **stats},
     }
     returns = np.bincount(rows[Col.EPISODE_ID], weights=rows[Col.REWARD].astype(np.float64))
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    discard(tmp)
-    writer = LogWriter(tmp, log_schema(config, meta))
-    try:
+
+    def fill(writer: LogWriter) -> dict[str, Any]:
         writer.append(rows)
-        writer.flush()
-        meta.update(
-            rows=writer.rows,
-            episodes=len(returns),
-            files=writer.parts,
-            behavior_return_mean=float(returns.mean()),
-        )
-        finish_log(tmp, out, meta)
-    except BaseException:
-        discard(tmp)
-        raise
+        return {"episodes": len(returns), "behavior_return_mean": float(returns.mean())}
+
+    write_log_folder(out, log_schema(config, meta), meta, fill)
     return meta
 
 

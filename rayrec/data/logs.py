@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ __all__ = [
     "read_log",
     "read_log_meta",
     "validate_log",
+    "write_log_folder",
 ]
 
 LOG_META_FILE = "log.json"
@@ -82,17 +84,36 @@ class LogWriter:
         self._buffer, self._buffered = [], 0
 
 
-def finish_log(tmp_folder: Path, out: Path, meta: dict[str, Any]) -> None:
-    """Write ``log.json`` into ``tmp_folder`` and rename the folder to ``out`` (atomic)."""
-    (tmp_folder / LOG_META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=False))
-    if out.exists():
-        raise FileExistsError(f"{out} appeared while writing; the new log is in {tmp_folder}")
-    os.replace(tmp_folder, out)
+def write_log_folder(
+    out: Path,
+    schema: pa.Schema,
+    meta: dict[str, Any],
+    fill: Callable[[LogWriter], dict[str, Any]],
+    rows_per_file: int = 50_000,
+) -> dict[str, Any]:
+    """Write a log folder at ``out`` atomically, or nothing.
 
-
-def discard(tmp_folder: Path) -> None:
-    """Remove an unfinished log folder."""
-    shutil.rmtree(tmp_folder, ignore_errors=True)
+    ``fill(writer)`` appends the rows and returns the meta fields only it knows (episodes, the
+    behaviour's return); ``rows`` and ``files`` are added here. The parts go to a hidden
+    ``.OUT.partial-PID`` folder beside ``out``, ``log.json`` last, then one rename publishes the
+    folder; on any error (Ctrl-C included) the partial folder is removed and ``out`` never appears.
+    Returns ``meta`` as written.
+    """
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    writer = LogWriter(tmp, schema, rows_per_file)
+    try:
+        known = fill(writer)
+        writer.flush()
+        meta.update(rows=writer.rows, files=writer.parts, **known)
+        (tmp / LOG_META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=False))
+        if out.exists():
+            raise FileExistsError(f"{out} appeared while writing; the new log was not written")
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return meta
 
 
 def log_files(folder: str | Path) -> list[Path]:

@@ -23,7 +23,6 @@ probability of the item at position j given positions 0..j-1 (their product is `
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +32,7 @@ import numpy as np
 
 from rayrec.contracts.errors import SpecError
 from rayrec.contracts.observation import Obs
-from rayrec.data.logs import LogWriter, discard, finish_log
+from rayrec.data.logs import LogWriter, write_log_folder
 from rayrec.data.schema import Col, log_schema
 from rayrec.envs.observation import observe
 from rayrec.evaluation.baselines import ObservedHeuristicPolicy, top_k_valid
@@ -200,23 +199,16 @@ def collect(
     policy = parse_behavior(behavior, seed=seed)
     config = env.config
     meta: dict[str, Any] = {"env": env.to_dict(), "behavior": behavior, "seed": seed}
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    discard(tmp)
-    writer = LogWriter(tmp, log_schema(config, meta), rows_per_file)
-    try:
+
+    def fill(writer: LogWriter) -> dict[str, Any]:
         returns = _run(policy, config, users, seed, batch_size, writer, progress)
-        writer.flush()
-        meta.update(
-            rows=writer.rows,
-            episodes=users,
-            files=writer.parts,
-            behavior_return_mean=float(returns.mean()),
-            behavior_return_ci95=ci95(returns),
-        )
-        finish_log(tmp, out, meta)
-    except BaseException:
-        discard(tmp)
-        raise
+        return {
+            "episodes": users,
+            "behavior_return_mean": float(returns.mean()),
+            "behavior_return_ci95": ci95(returns),
+        }
+
+    write_log_folder(out, log_schema(config, meta), meta, fill, rows_per_file)
     return meta
 
 

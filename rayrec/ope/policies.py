@@ -25,7 +25,7 @@ import numpy as np
 
 from rayrec.contracts.layout import find_run_dir
 from rayrec.contracts.observation import Obs
-from rayrec.data.logs import LogWriter, discard, finish_log, read_log, read_log_meta
+from rayrec.data.logs import LogWriter, read_log, read_log_meta, write_log_folder
 from rayrec.data.schema import Col, LogError, column_array, expand_observations, log_schema
 from rayrec.evaluation.baselines import (
     ObservedHeuristicPolicy,
@@ -372,22 +372,12 @@ def collect_with_step_truth(
         parse_behavior(behavior, seed=seed), policies, config.reward_click
     )
     meta: dict[str, Any] = {"env": env.to_dict(), "behavior": behavior, "seed": seed}
-    tmp = out.with_name(f".{out.name}.partial")
-    discard(tmp)
-    writer = LogWriter(tmp, log_schema(config, meta))
-    try:
+
+    def fill(writer: LogWriter) -> dict[str, Any]:
         returns = run_behavior(recorder, config, users, seed, 1024, writer, None)
-        writer.flush()
-        meta.update(
-            rows=writer.rows,
-            episodes=users,
-            files=writer.parts,
-            behavior_return_mean=float(returns.mean()),
-        )
-        finish_log(tmp, out, meta)
-    except BaseException:
-        discard(tmp)
-        raise
+        return {"episodes": users, "behavior_return_mean": float(returns.mean())}
+
+    write_log_folder(out, log_schema(config, meta), meta, fill)
     table = read_log(out, columns=[Col.EPISODE_ID, Col.T])
     logged = table.column(Col.EPISODE_ID).to_numpy() * 1_000_000 + table.column(Col.T).to_numpy()
     keys = np.concatenate(recorder.keys)

@@ -26,6 +26,7 @@ from rayrec.sim import SimConfig
 
 __all__ = [
     "ALGORITHMS",
+    "APEX_ALGORITHMS",
     "ENV_IDS",
     "MARKETPLACE_ENV_ID",
     "OFFLINE_ALGORITHMS",
@@ -46,12 +47,15 @@ ALGORITHMS = {
     "IMPALA": "policy",
     "APPO": "appo",
     "DQN": "q",
+    "QRDQN": "q",
     "DiscreteCQL": "q",
     "BC": "policy",
     "MARWIL": "policy",
 }
 OFFLINE_ALGORITHMS = ("DiscreteCQL", "BC", "MARWIL")
 """Algorithms that learn from logs (``--data``) instead of sampling the environment."""
+APEX_ALGORITHMS = ("DQN", "QRDQN")
+"""Algorithms that the Ape-X arrangement (the ``apex`` section) applies to."""
 # Sections of a policy spec that map one-to-one onto AlgorithmConfig methods of the same name.
 RLLIB_SECTIONS = (
     "env_runners",
@@ -189,7 +193,7 @@ class PolicySpec:
     stop: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
     apex: dict[str, Any] | None = None
-    """The Ape-X exploration ladder {epsilon, alpha} (DQN only); None: plain DQN exploration."""
+    """The Ape-X exploration ladder {epsilon, alpha} (DQN, QRDQN); None: plain DQN exploration."""
     description: str = ""
     levels: dict[str, dict[str, Any]] | None = None
     """Per-level overrides {high, low} -> {training, model} of a hierarchical agent (one policy
@@ -224,8 +228,11 @@ class PolicySpec:
         evaluation = _typed_section(data.get("evaluation"), _EVAL_KEYS, "evaluation", source)
         apex = None
         if data.get("apex") is not None:
-            if algorithm != "DQN":
-                raise SpecError(f"{source}: 'apex' applies to algorithm DQN only, not {algorithm}")
+            if algorithm not in APEX_ALGORITHMS:
+                raise SpecError(
+                    f"{source}: 'apex' applies to algorithms {', '.join(APEX_ALGORITHMS)} only, "
+                    f"not {algorithm}"
+                )
             apex = {"epsilon": 0.4, "alpha": 7.0}
             apex.update(_typed_section(data["apex"], _APEX_KEYS, "apex", source))
             # The ranges of rayrec.algorithms.apex.ladder_epsilon (Horgan et al. 2018).

@@ -1,5 +1,5 @@
-"""What RLlib 2.60 lacks (the Ape-X arrangement, discrete CQL, per-level GAE) and the RLlib
-internals rayrec owns (env runner, episodes, replay, transitions, fast paths)."""
+"""What RLlib 2.60 lacks (the Ape-X arrangement, discrete CQL, QR-DQN, per-level GAE) and the
+RLlib internals rayrec owns (env runner, episodes, replay, transitions, fast paths)."""
 
 from rayrec.algorithms.apex import APEX_KEY, ApexEnvRunner, ladder_epsilon
 

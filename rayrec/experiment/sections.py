@@ -31,6 +31,10 @@ def algorithm_config_class(algorithm: str) -> type:
         from rayrec.algorithms.cql import DiscreteCQLConfig
 
         return DiscreteCQLConfig
+    if algorithm == "QRDQN":
+        from rayrec.algorithms.qr_dqn import QRDQNConfig
+
+        return QRDQNConfig
 
     return RLLIB_ALGORITHMS[algorithm]()[1].__class__
 

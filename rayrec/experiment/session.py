@@ -22,7 +22,8 @@ from rayrec.experiment.sections import (
     seeded_and_validated,
 )
 from rayrec.models import CandidateAPPOModule, CandidatePolicyModule, CandidateQModule
-from rayrec.specs import ALGORITHMS, EnvSpec, PolicySpec
+from rayrec.models.q_module import head_width
+from rayrec.specs import ALGORITHMS, EnvSpec, PolicySpec, SpecError
 
 __all__ = ["RLLIB_ENV_NAME", "build_session_config", "make_vector_env", "module_spec"]
 
@@ -81,4 +82,12 @@ def build_session_config(
         config.env_runners(env_runner_cls=VectorEnvRunner)
     if data is None:
         configure_fast_replay(config, seed)
-    return seeded_and_validated(config, seed)
+    config = seeded_and_validated(config, seed)
+    if ALGORITHMS[policy.algorithm] == "q":
+        # C51's support (num_atoms, v_min, v_max) reaches the Q module only through RLlib's
+        # config, which does not check it: fail here, before Ray starts, not in every EnvRunner.
+        try:
+            head_width(config.model_config)
+        except ValueError as e:
+            raise SpecError(f"policy spec: training: {e}") from e
+    return config

@@ -1,19 +1,36 @@
-"""Q-value RLModule for the DQN family (DQN, Ape-X arrangement, discrete CQL).
+"""Q-value RLModule for the DQN family (DQN, Ape-X arrangement, C51, QR-DQN, discrete CQL).
 
 Per-candidate advantages come from the shared two-tower scorer; with ``dueling`` a state-value
 stream is added and the advantages are centred over the *valid* candidates (Wang et al. 2016,
-eq. 9, with the mean restricted to the action mask). With ``num_atoms > 1`` each candidate gets a
-categorical return distribution over a fixed support (C51, Bellemare et al. 2017), which RLlib's
-DQN learner trains with its distributional loss. Masked candidates get Q = -inf so that greedy
-actions, double-Q argmaxes and RLlib's random exploration never pick them.
+eq. 9, with the mean restricted to the action mask). Each candidate gets :func:`head_width`
+outputs:
+
+- ``num_atoms`` = 1: the expected return Q(s, a);
+- ``num_atoms`` > 1: logits of a categorical return distribution over the fixed support
+  v_min..v_max (C51, Bellemare et al. 2017), Q = sum_k p_k z_k; RLlib's DQN learner trains it with
+  its projected cross-entropy loss;
+- ``num_quantiles`` = N (set by :class:`rayrec.algorithms.qr_dqn.QRDQNConfig`): the return's
+  quantiles at tau_hat_i = (2i - 1) / (2N) (QR-DQN, Dabney et al. 2018), Q = their mean.
+
+Masked candidates get Q = -inf so that greedy actions, double-Q argmaxes and RLlib's random
+exploration never pick them.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
-from ray.rllib.algorithms.dqn.default_dqn_rl_module import ATOMS, QF_LOGITS, QF_PREDS, QF_PROBS
+from ray.rllib.algorithms.dqn.default_dqn_rl_module import (
+    ATOMS,
+    QF_LOGITS,
+    QF_NEXT_PREDS,
+    QF_PREDS,
+    QF_PROBS,
+    QF_TARGET_NEXT_PREDS,
+    QF_TARGET_NEXT_PROBS,
+)
 from ray.rllib.algorithms.dqn.torch.default_dqn_torch_rl_module import DefaultDQNTorchRLModule
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.utils import make_target_network
@@ -26,7 +43,69 @@ from rayrec.contracts.model_config import ModelConfig
 from rayrec.contracts.observation import Obs
 from rayrec.models.towers import RecommenderTowers
 
-__all__ = ["CandidateQModule", "CandidateQNetwork", "dueling_aggregate"]
+__all__ = [
+    "QF_QUANTILES",
+    "QF_TARGET_NEXT_QUANTILES",
+    "CandidateQModule",
+    "CandidateQNetwork",
+    "dueling_aggregate",
+    "head_width",
+]
+
+QF_QUANTILES = "qf_quantiles"
+"""Forward output: (B, M, N) quantile values of Q(s, .) (QR-DQN)."""
+QF_TARGET_NEXT_QUANTILES = "qf_target_next_quantiles"
+"""Forward-train output: (B, M, N) quantile values of the target network at the next state."""
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def head_width(model_config: dict[str, Any]) -> int:
+    """Outputs per candidate that a Q module's ``model_config`` asks for: 1 (expected Q-values),
+    ``num_atoms`` (C51) or ``num_quantiles`` (QR-DQN).
+
+    Raises a ValueError that names the field and what is allowed for a bad or mixed setting.
+    """
+    atoms = model_config.get("num_atoms", 1)
+    quantiles = model_config.get("num_quantiles")
+    if not _whole(atoms) or atoms < 1:
+        raise ValueError(
+            f"num_atoms ({atoms!r}) must be a whole number >= 1 "
+            "(1: expected Q-values; > 1: C51's atoms over v_min..v_max)"
+        )
+    if quantiles is not None:
+        if not _whole(quantiles) or quantiles < 2:
+            raise ValueError(
+                f"num_quantiles ({quantiles!r}) must be a whole number >= 2 "
+                "(QR-DQN's quantiles per candidate)"
+            )
+        if atoms != 1:
+            raise ValueError(
+                f"num_atoms ({atoms}) must be 1 with num_quantiles ({quantiles}): QR-DQN learns "
+                "quantile values, C51 probabilities over a fixed support (algorithm DQN with "
+                "num_atoms > 1); pick one"
+            )
+        for key in ("v_min", "v_max"):
+            if model_config.get(key) is not None:
+                raise ValueError(
+                    f"{key} ({model_config[key]!r}) is C51's fixed support; QR-DQN learns where "
+                    "its quantiles lie: leave v_min and v_max unset with num_quantiles"
+                )
+        return quantiles
+    if atoms > 1:
+        v_min, v_max = model_config.get("v_min", -10.0), model_config.get("v_max", 10.0)
+        numbers = all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            for v in (v_min, v_max)
+        )
+        if not numbers or not v_min < v_max:
+            raise ValueError(
+                f"v_min ({v_min!r}) and v_max ({v_max!r}) must be finite numbers with "
+                "v_min < v_max: the support of C51's atoms"
+            )
+    return atoms
 
 
 def dueling_aggregate(
@@ -41,7 +120,10 @@ def dueling_aggregate(
 
 
 class CandidateQNetwork(nn.Module):
-    """Towers plus advantage (per candidate) and value heads; (B, M) or (B, M, atoms) outputs."""
+    """Towers plus advantage (per candidate) and value heads; (B, M) or (B, M, atoms) outputs.
+
+    ``atoms`` is the head width of :func:`head_width`: C51's atom logits or QR-DQN's quantiles.
+    """
 
     def __init__(self, observation_space: Any, config: ModelConfig, dueling: bool, atoms: int):
         super().__init__()
@@ -74,7 +156,8 @@ class CandidateQNetwork(nn.Module):
 
 
 class CandidateQModule(DefaultDQNTorchRLModule):
-    """RLlib DQN module over rayrec observations (dueling, double-Q, C51 from model_config)."""
+    """RLlib DQN module over rayrec observations: dueling, double-Q, and C51 (``num_atoms``) or
+    QR-DQN (``num_quantiles``) from model_config."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # RLlib's DQN catalog builds encoders for flat observations only; rayrec builds its own.
@@ -86,7 +169,9 @@ class CandidateQModule(DefaultDQNTorchRLModule):
         cfg = self.model_config
         self.uses_dueling = bool(cfg.get("dueling", True))
         self.uses_double_q = bool(cfg.get("double_q", True))
+        width = head_width(cfg)
         self.num_atoms = int(cfg.get("num_atoms", 1))
+        self.num_quantiles = int(cfg.get("num_quantiles") or 0)
         if self.num_atoms > 1:
             self.v_min = float(cfg.get("v_min", -10.0))
             self.v_max = float(cfg.get("v_max", 10.0))
@@ -96,7 +181,7 @@ class CandidateQModule(DefaultDQNTorchRLModule):
         )
         self.rayrec_config = ModelConfig.from_module_config(cfg)
         self.q_net = CandidateQNetwork(
-            self.observation_space, self.rayrec_config, self.uses_dueling, self.num_atoms
+            self.observation_space, self.rayrec_config, self.uses_dueling, width
         )
 
     @override(DefaultDQNTorchRLModule)
@@ -121,13 +206,27 @@ class CandidateQModule(DefaultDQNTorchRLModule):
 
     @override(DefaultDQNTorchRLModule)
     def _forward_train(self, batch: dict[str, Any]) -> dict[str, Any]:
-        out = super()._forward_train(batch)
-        if self.uses_double_q and self.num_atoms > 1:
-            # RLlib's double-Q pass runs current and next observations as one batch; the
-            # distributional loss wants the current half only.
-            b = out[QF_PREDS].shape[0]
-            out[QF_LOGITS] = out[QF_LOGITS][:b]
-            out[QF_PROBS] = out[QF_PROBS][:b]
+        """Q of the current observations (and the distribution's outputs), the online Q of the
+        next ones (double Q) and the target network's Q (and distribution) of the next ones."""
+        if self.inference_only:
+            raise RuntimeError("an inference-only module cannot be trained")
+        obs, next_obs = batch[Columns.OBS], batch[Columns.NEXT_OBS]
+        if self.uses_double_q:
+            # One pass over current and next observations, as RLlib's DQN module makes.
+            b = obs[Obs.ACTION_MASK].shape[0]
+            both = self.compute_q_values(
+                {Columns.OBS: {k: torch.cat([obs[k], next_obs[k]], dim=0) for k in obs}}
+            )
+            out = {k: v if k == ATOMS else v[:b] for k, v in both.items()}
+            out[QF_NEXT_PREDS] = both[QF_PREDS][b:]
+        else:
+            out = self.compute_q_values({Columns.OBS: obs})
+        target = self.forward_target({Columns.OBS: next_obs})
+        out[QF_TARGET_NEXT_PREDS] = target[QF_PREDS]
+        if self.num_atoms > 1:
+            out[QF_TARGET_NEXT_PROBS] = target[QF_PROBS]
+        if self.num_quantiles:
+            out[QF_TARGET_NEXT_QUANTILES] = target[QF_QUANTILES]
         return out
 
     @override(DefaultDQNTorchRLModule)
@@ -144,6 +243,9 @@ class CandidateQModule(DefaultDQNTorchRLModule):
         out = net(obs)
         valid = obs[Obs.ACTION_MASK] > 0
         neg_inf = torch.tensor(float("-inf"), device=out.device)
+        if self.num_quantiles:
+            # Each quantile has probability mass 1/N: Q is their mean (Dabney et al. 2018).
+            return {QF_PREDS: torch.where(valid, out.mean(dim=-1), neg_inf), QF_QUANTILES: out}
         if self.num_atoms == 1:
             return {QF_PREDS: torch.where(valid, out, neg_inf)}
         dist = self.compute_advantage_distribution(out)

@@ -13,7 +13,11 @@ from rayrec.specs import EnvSpec, PolicySpec, apply_overrides, load_yaml
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-PRESETS = ["ppo", "impala", "appo", "apex_dqn"]
+PRESETS = ["ppo", "impala", "appo", "apex_dqn", "c51", "qr_dqn"]
+_SMALL_REPLAY = [
+    "training.num_steps_sampled_before_learning_starts=256",
+    "training.train_batch_size_per_learner=64",
+]
 SMALL_BATCH = {
     "ppo": [
         "training.train_batch_size_per_learner=512",
@@ -22,11 +26,13 @@ SMALL_BATCH = {
     ],
     "impala": ["training.train_batch_size_per_learner=256"],
     "appo": ["training.train_batch_size_per_learner=256"],
-    "apex_dqn": [
-        "training.num_steps_sampled_before_learning_starts=256",
-        "training.train_batch_size_per_learner=64",
-    ],
+    "apex_dqn": _SMALL_REPLAY,
+    "c51": _SMALL_REPLAY,
+    "qr_dqn": _SMALL_REPLAY,
 }
+# A learner metric that only the distributional loss logs: C51's (RLlib's projected
+# cross-entropy) and QR-DQN's (rayrec's quantile Huber loss) really ran.
+DISTRIBUTION_METRIC = {"c51": "atoms", "qr_dqn": "qf_quantile_spread"}
 
 
 def _config(name: str, *overrides: str):
@@ -70,6 +76,9 @@ def test_preset_trains_two_iterations_with_two_env_runners(ray_session, name):
         assert steps > 0
         assert trained > 0, f"{name}: the learner trained on nothing in {algo.iteration} iterations"
         assert losses and all(math.isfinite(v) for v in losses.values()), losses
+        if name in DISTRIBUTION_METRIC:
+            stats = result["learners"]["default_policy"]
+            assert math.isfinite(float(stats[DISTRIBUTION_METRIC[name]])), sorted(stats)
         assert algo.env_runner_group.num_healthy_remote_workers() == 2
     finally:
         algo.stop()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import http.server
 import itertools
-import socket
 import threading
 import time
 
@@ -26,16 +25,10 @@ from rayrec.loop.rollout import (
 )
 from rayrec.loop.traffic import TrafficOptions, run_traffic
 from rayrec.serve.identity import ab_share
-from tests.serve.conftest import nan_copy
+from tests.serve.conftest import nan_copy, serve_apps
 
 CLIENTS = 8
 USERS = list(range(2000))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---- unit -------------------------------------------------------------------------------------
@@ -90,23 +83,16 @@ def app(ray_session, module_runs, tmp_path_factory):
     """Two apps on one Serve instance, logging: at ``/`` an untrained PPO module served alone;
     at ``/guarded`` a copy of it with NaN weights, served by its ``popular`` fallback (every slate
     ranks the candidates by popularity)."""
-    from ray import serve
-
-    from rayrec.serve.app import APP_NAME, build_app
+    from rayrec.serve.app import APP_NAME
 
     root = tmp_path_factory.mktemp("rollout-app")
     broken = nan_copy(module_runs["ppo"], root / "nan-run")
-    port = _free_port()
     common = {"flush_rows": 256, "flush_seconds": 0.5, "num_cpus": 0.25, "fallback": "popular"}
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    try:
-        plain = {"checkpoint": str(module_runs["ppo"]), "log_dir": str(root / "log")}
-        serve.run(build_app({**plain, **common}), name=APP_NAME, route_prefix="/")
-        guarded = {"checkpoint": str(broken), "log_dir": str(root / "log-guarded")}
-        serve.run(build_app({**guarded, **common}), name="guarded", route_prefix="/guarded")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        serve.shutdown()
+    plain = {"checkpoint": str(module_runs["ppo"]), "log_dir": str(root / "log")}
+    guarded = {"checkpoint": str(broken), "log_dir": str(root / "log-guarded")}
+    apps = [(APP_NAME, "/", {**plain, **common}), ("guarded", "/guarded", {**guarded, **common})]
+    with serve_apps(*apps) as url:
+        yield url
 
 
 async def _clients(url: str, stop: threading.Event, seed: int) -> list[tuple]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -20,53 +19,38 @@ from rayrec.contracts.keys import Metrics
 from rayrec.data import Col, read_log, validate_log
 from rayrec.data.served import FEEDBACK_DIR, read_served
 from rayrec.loop.traffic import TrafficOptions, run_traffic
+from tests.serve.conftest import serve_apps
 
 ROOT = Path(__file__).resolve().parents[2]
 USERS = 16
 SEED = 11
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def played(ray_session, module_runs, serve_specs, tmp_path_factory):
     """The untrained PPO module served with logging, USERS lifetimes played against it; returns
     (env spec file, log folder, traffic report), the log holding every request and feedback."""
-    from ray import serve
-
-    from rayrec.serve.app import APP_NAME, build_app
+    from rayrec.serve.app import APP_NAME
 
     root = tmp_path_factory.mktemp("served-logs")
     env_file, log_dir = root / "env.yaml", root / "log"
     env = serve_specs("ppo.yaml")[0]
     env_file.write_text(yaml.safe_dump(env.to_dict()))
-    port = _free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    try:
-        application = build_app(
-            {
-                "checkpoint": str(module_runs["ppo"]),
-                "log_dir": str(log_dir),
-                "flush_rows": 256,
-                "flush_seconds": 0.5,
-                "num_cpus": 0.25,
-            }
-        )
-        serve.run(application, name=APP_NAME, route_prefix="/")
-        options = TrafficOptions(f"http://127.0.0.1:{port}", USERS, concurrency=8, seed=SEED)
-        report = run_traffic(env.config, options)
+    config = {
+        "checkpoint": str(module_runs["ppo"]),
+        "log_dir": str(log_dir),
+        "flush_rows": 256,
+        "flush_seconds": 0.5,
+        "num_cpus": 0.25,
+    }
+    with serve_apps((APP_NAME, "/", config)) as url:
+        report = run_traffic(env.config, TrafficOptions(url, USERS, concurrency=8, seed=SEED))
         deadline = time.time() + 30
         while time.time() < deadline:
             counts = (read_served(log_dir).num_rows, read_served(log_dir, FEEDBACK_DIR).num_rows)
             if counts >= (report["requests"], report["feedback"]):
                 break
             time.sleep(0.25)
-    finally:
-        serve.shutdown()
     return env_file, log_dir, report
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import http.server
 import json
-import socket
 import threading
 import time
 from collections import Counter
@@ -21,6 +20,7 @@ from rayrec.data.served import FEEDBACK_DIR, read_served
 from rayrec.loop.cli import REPORT_FILE, USERS_FILE
 from rayrec.loop.traffic import TrafficOptions, run_traffic, traffic_user_ids
 from rayrec.serve.identity import ab_share
+from tests.serve.conftest import free_port, serve_apps
 
 SPLIT = 0.5
 USERS = 24
@@ -29,12 +29,6 @@ REPORT_KEYS = {
     "mixed_users", "elapsed_s", "alpha", "test", "arms", "difference", "warnings",
 }  # fmt: skip
 METRICS = ("return", "clicks", "sessions")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env_file(serve_specs, folder: Path, overrides: list[str] | None = None) -> Path:
@@ -46,29 +40,20 @@ def _env_file(serve_specs, folder: Path, overrides: list[str] | None = None) -> 
 @pytest.fixture(scope="module")
 def ab_app(ray_session, module_runs, tmp_path_factory):
     """An untrained PPO module as A and a DQN module as B, half of the users each, logging."""
-    from ray import serve
-
-    from rayrec.serve.app import APP_NAME, build_app
+    from rayrec.serve.app import APP_NAME
 
     log_dir = tmp_path_factory.mktemp("traffic-app") / "log"
-    port = _free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    try:
-        application = build_app(
-            {
-                "checkpoint": str(module_runs["ppo"]),
-                "ab_checkpoint": str(module_runs["dqn"]),
-                "split": SPLIT,
-                "log_dir": str(log_dir),
-                "flush_rows": 256,
-                "flush_seconds": 0.5,
-                "num_cpus": 0.25,
-            }
-        )
-        serve.run(application, name=APP_NAME, route_prefix="/")
-        yield f"http://127.0.0.1:{port}", log_dir
-    finally:
-        serve.shutdown()
+    config = {
+        "checkpoint": str(module_runs["ppo"]),
+        "ab_checkpoint": str(module_runs["dqn"]),
+        "split": SPLIT,
+        "log_dir": str(log_dir),
+        "flush_rows": 256,
+        "flush_seconds": 0.5,
+        "num_cpus": 0.25,
+    }
+    with serve_apps((APP_NAME, "/", config)) as url:
+        yield url, log_dir
 
 
 def _users(path: Path) -> list[dict]:
@@ -227,7 +212,7 @@ def test_bad_input_is_one_line_and_exit_code_2(
     root = Path(__file__).resolve().parents[2]
     swap = {
         "MARKET": str(root / "envs" / "marketplace.yaml"),
-        "CLOSED": f"http://127.0.0.1:{_free_port()}",  # nothing listens there
+        "CLOSED": f"http://127.0.0.1:{free_port()}",  # nothing listens there
         "NOT_RAYREC": not_rayrec,
     }
     args = {"--url": "http://127.0.0.1:9", "--env": str(_env_file(serve_specs, tmp_path))}
@@ -286,7 +271,7 @@ def guarded(module_runs, tmp_path_factory):
     async def score(job):
         return service.score([job])[0]
 
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(make_api(service, score), port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

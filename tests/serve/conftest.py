@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -80,3 +83,28 @@ def nan_copy(checkpoint: Path, out: Path) -> Path:
     shutil.rmtree(copy)
     module.save_to_path(str(copy))
     return copy
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve_apps(*apps: tuple[str, str, dict], **http_options) -> Iterator[str]:
+    """Serve on a free local port with each ``(name, route prefix, build_app config)`` app; yields
+    the base URL and shuts Serve down afterwards. ``http_options`` go to ``serve.start``."""
+    from ray import serve
+
+    from rayrec.serve.app import build_app
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port, **http_options})
+    try:
+        for name, prefix, config in apps:
+            serve.run(build_app(config), name=name, route_prefix=prefix)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()

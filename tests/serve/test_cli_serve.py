@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import yaml
 from rayrec.cli import main
 from rayrec.data.served import read_served
 from rayrec.serve.app import free_direct_port
+from tests.serve.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,12 +105,6 @@ def test_builder_rejects_bad_arguments(module_runs, extra, message):
         build_app({"checkpoint": str(module_runs["ppo"]), **extra})
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.integration
 @pytest.mark.parametrize("direct", [False, True], ids=["proxy", "direct_ingress"])
 def test_rayrec_serve_command_end_to_end(module_runs, tmp_path, direct):
@@ -127,7 +121,7 @@ def test_rayrec_serve_command_end_to_end(module_runs, tmp_path, direct):
         *("--port", str(port), "--log-dir", str(log_dir), "--num-cpus", "0.25"),
         *("--explore-budget", "0", "--propensity-floor", "0.1", "--fallback", "ctr"),
     ]
-    proxy_port = _free_port() if direct else port
+    proxy_port = free_port() if direct else port
     cmd += ["--proxy-port", str(proxy_port)] if direct else ["--ingress", "proxy"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     stderr = tmp_path / "stderr.txt"
@@ -210,7 +204,7 @@ def test_ctrl_c_while_serve_starts_shuts_down_cleanly(module_runs, tmp_path):
         "-m",
         "rayrec.cli",
         "serve",
-        *("--checkpoint", str(module_runs["ppo"]), "--port", str(_free_port())),
+        *("--checkpoint", str(module_runs["ppo"]), "--port", str(free_port())),
         *("--num-cpus", "0.25"),
     ]
     stderr = tmp_path / "stderr.txt"

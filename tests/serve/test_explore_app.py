@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from rayrec.data.served import read_served
 from rayrec.serve.explore import fallback_name
 from rayrec.serve.identity import ab_share
 from rayrec.serve.metrics import Series
-from tests.serve.conftest import nan_copy, post_all
+from tests.serve.conftest import nan_copy, post_all, serve_apps
 
 pytestmark = pytest.mark.integration
 
@@ -32,40 +31,26 @@ USERS_A = [u for u in range(10_000) if ab_share(u) >= SPLIT]
 USERS_B = [u for u in range(10_000) if ab_share(u) < SPLIT]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def apps(ray_session, module_runs, tmp_path_factory):
-    from ray import serve
-
-    from rayrec.serve.app import APP_NAME, build_app
+    from rayrec.serve.app import APP_NAME
 
     root = tmp_path_factory.mktemp("explore-app")
     broken = nan_copy(module_runs["ppo"], root / "nan-run")
-    port = _free_port()
     common = {"flush_rows": 64, "flush_seconds": 0.5, "num_cpus": 0.25, "max_batch_size": 16}
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    try:
-        explore = {
-            "checkpoint": str(module_runs["ppo"]),
-            "ab_checkpoint": str(broken),
-            "split": SPLIT,
-            "log_dir": str(root / "log"),
-            "explore_budget": BUDGET,
-            "propensity_floor": FLOOR,
-            "fallback": "popular",
-        }
-        serve.run(build_app({**explore, **common}), name=APP_NAME, route_prefix="/")
-        plain = {"checkpoint": str(broken), "log_dir": str(root / "log-nofb")}
-        serve.run(build_app({**plain, **common}), name="nofallback", route_prefix="/nofb")
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            yield client, root
-    finally:
-        serve.shutdown()
+    explore = {
+        "checkpoint": str(module_runs["ppo"]),
+        "ab_checkpoint": str(broken),
+        "split": SPLIT,
+        "log_dir": str(root / "log"),
+        "explore_budget": BUDGET,
+        "propensity_floor": FLOOR,
+        "fallback": "popular",
+    }
+    plain = {"checkpoint": str(broken), "log_dir": str(root / "log-nofb")}
+    apps = [(APP_NAME, "/", {**explore, **common}), ("nofallback", "/nofb", {**plain, **common})]
+    with serve_apps(*apps) as url, httpx.Client(base_url=url, timeout=60) as client:
+        yield client, root
 
 
 def _wait_for_rows(log_dir: Path, ids: set[str], timeout: float = 30.0):

@@ -4,11 +4,12 @@ Retry-After, no request outlives the timeout, and the service answers normally a
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 
 import httpx
 import pytest
+
+from tests.serve.conftest import serve_apps
 
 pytestmark = pytest.mark.integration
 
@@ -17,36 +18,21 @@ DELAY_S = 0.4  # each scoring batch (up to 4 requests) takes this long: 10 reque
 ONGOING, QUEUED = 4, 8
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def slow_app(ray_session, module_runs):
-    from ray import serve
+    from rayrec.serve.app import APP_NAME
 
-    from rayrec.serve.app import APP_NAME, build_app
-
-    port = _free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": TIMEOUT_S})
-    try:
-        app = build_app(
-            {
-                "checkpoint": str(module_runs["ppo"]),
-                "num_cpus": 0.25,
-                "max_batch_size": ONGOING,
-                "max_ongoing_requests": ONGOING,
-                "max_queued_requests": QUEUED,
-                "retry_after_s": 2.0,
-                "score_delay_s": DELAY_S,
-            }
-        )
-        serve.run(app, name=APP_NAME, route_prefix="/")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        serve.shutdown()
+    config = {
+        "checkpoint": str(module_runs["ppo"]),
+        "num_cpus": 0.25,
+        "max_batch_size": ONGOING,
+        "max_ongoing_requests": ONGOING,
+        "max_queued_requests": QUEUED,
+        "retry_after_s": 2.0,
+        "score_delay_s": DELAY_S,
+    }
+    with serve_apps((APP_NAME, "/", config), request_timeout_s=TIMEOUT_S) as url:
+        yield url
 
 
 async def _storm(base_url: str, n: int) -> list[tuple[int, float, str | None]]:

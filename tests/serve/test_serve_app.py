@@ -17,7 +17,7 @@ from rayrec.cli import main
 from rayrec.data.served import FEEDBACK_DIR, Impressions, impression_schema, read_served
 from rayrec.serve.identity import ab_share
 from rayrec.serve.schemas import MAX_CANDIDATES, MAX_K
-from tests.serve.conftest import post_all
+from tests.serve.conftest import post_all, serve_apps
 
 pytestmark = pytest.mark.integration
 
@@ -41,46 +41,30 @@ TINY_TRAINING = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app(ray_session, module_runs, tmp_path_factory):
     """A trained PPO checkpoint as A, the Q module as B, logging with short flushes."""
-    from ray import serve
-
-    from rayrec.serve.app import APP_NAME, build_app
+    from rayrec.serve.app import APP_NAME
 
     root = tmp_path_factory.mktemp("serve-app")
     env, ppo = str(ROOT / "envs" / "session.yaml"), str(ROOT / "policies" / "ppo.yaml")
     args = ["train", "--env", env, "--policy", ppo, "--out", str(root / "ppo"), *TINY_TRAINING]
     assert main(args) == 0
-    port = _free_port()
     log_dir = root / "log"
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    try:
-        application = build_app(
-            {
-                "checkpoint": str(root / "ppo" / "checkpoints" / "final"),
-                "ab_checkpoint": str(module_runs["dqn"]),
-                "split": SPLIT,
-                "log_dir": str(log_dir),
-                "flush_rows": 64,
-                "flush_seconds": 0.5,
-                "replicas": 1,
-                "num_cpus": 0.25,
-                "max_batch_size": 16,
-                "batch_wait_s": 0.005,
-            }
-        )
-        serve.run(application, name=APP_NAME, route_prefix="/")
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            yield client, log_dir
-    finally:
-        serve.shutdown()
+    config = {
+        "checkpoint": str(root / "ppo" / "checkpoints" / "final"),
+        "ab_checkpoint": str(module_runs["dqn"]),
+        "split": SPLIT,
+        "log_dir": str(log_dir),
+        "flush_rows": 64,
+        "flush_seconds": 0.5,
+        "replicas": 1,
+        "num_cpus": 0.25,
+        "max_batch_size": 16,
+        "batch_wait_s": 0.005,
+    }
+    with serve_apps((APP_NAME, "/", config)) as url, httpx.Client(base_url=url, timeout=60) as c:
+        yield c, log_dir
 
 
 def _body(user: int, **fields) -> dict:

@@ -14,11 +14,15 @@ evaluation policy (``heuristic``, ``random``, a trained checkpoint) is estimated
 Reported per policy, level and estimator, over the seeds: the mean relative error
 |estimate - truth| / truth, the coverage of the 95% bootstrap interval (share of seeds whose
 interval holds the truth), the mean ESS and how many seeds flagged the weights as degenerate.
-Estimator settings are those of ``rayrec ope`` (1,000 bootstrap replicates, seeded by s).
-Raw numbers go to ``--json``.
+Estimator settings are those of ``rayrec ope`` (1,000 bootstrap replicates, seeded by s; the
+reward model and FQE refitted per replicate unless ``--no-refit``). Raw numbers go to ``--json``,
+rewritten after every seed; ``--resume`` keeps the seeds already in it and runs only the missing
+ones of ``--first-seed`` .. ``--first-seed + --seeds - 1`` (rows record ``refit``, ``users`` and
+``behavior``; rows written before they did were rows-only intervals, ``refit`` false, and
+``--resume`` refuses to mix the two kinds).
 
     python benchmarks/ope_sim.py --checkpoint runs/ppo_ope/checkpoints/final \\
-        [--seeds 20] [--users 5000] [--out FILE.md] [--json FILE.json]
+        [--seeds 20] [--users 5000] [--out FILE.md] [--json FILE.json [--resume]] [--no-refit]
     python benchmarks/ope_sim.py --from-json FILE.json [--out FILE.md]   # table of a run so far
 """
 
@@ -58,6 +62,16 @@ def main() -> None:
     parser.add_argument(
         "--from-json", type=Path, help="only summarise the numbers of an earlier --json run"
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the seeds already in --json FILE and run only the missing ones",
+    )
+    parser.add_argument(
+        "--no-refit",
+        action="store_true",
+        help="intervals with the models fitted once (as the study's first 17 seeds were run)",
+    )
     args = parser.parse_args()
     if args.from_json is not None:
         table = summarise(json.loads(args.from_json.read_text()), args)
@@ -69,11 +83,15 @@ def main() -> None:
     names = {"heuristic": "heuristic", "random": "random"}
     if args.checkpoint is not None:
         names["ppo"] = str(args.checkpoint)
-    rows = []
+    refit = not args.no_refit
+    rows = kept_rows(args, refit, parser) if args.resume else []
+    done = {row["seed"] for row in rows}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
+        if seed in done:
+            continue
         start = time.perf_counter()
         policies = {label: make_eval_policy(n, env.config, seed) for label, n in names.items()}
-        config = EstimatorConfig(seed=seed)
+        config = EstimatorConfig(seed=seed, refit=refit)
         with tempfile.TemporaryDirectory() as tmp:
             log_dir = Path(tmp) / "log"
             step_truth = collect_with_step_truth(
@@ -100,6 +118,9 @@ def main() -> None:
                                 "n": e.n,
                                 "degenerate": e.degenerate,
                                 "truth": truth[level],
+                                "refit": refit,
+                                "users": args.users,
+                                "behavior": args.behavior,
                             }
                         )
         print(f"seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
@@ -109,6 +130,26 @@ def main() -> None:
     print(table)
     if args.out:
         args.out.write_text(table + "\n")
+
+
+def kept_rows(args: argparse.Namespace, refit: bool, parser: argparse.ArgumentParser) -> list[dict]:
+    """The rows of an earlier run in ``--json`` that ``--resume`` keeps, checked to be of the same
+    kind as the seeds about to run (refit, users, behaviour where the rows record them)."""
+    if args.json is None or not args.json.exists():
+        parser.error("--resume needs --json FILE of an earlier run")
+    rows = json.loads(args.json.read_text())
+    kinds = {bool(row.get("refit", False)) for row in rows}
+    if kinds - {refit}:
+        flag = "without --no-refit" if refit is False else "with --no-refit"
+        parser.error(
+            f"--resume: {args.json} holds intervals with refit={sorted(kinds)}; run {flag} "
+            "to add seeds of the same kind (or rerun every seed)"
+        )
+    for field in ("users", "behavior"):
+        seen = {row[field] for row in rows if field in row}
+        if seen - {getattr(args, field)}:
+            parser.error(f"--resume: {args.json} was run with {field} {sorted(seen)}")
+    return rows
 
 
 def summarise(rows: list[dict], args: argparse.Namespace) -> str:

@@ -41,7 +41,7 @@ from rayrec.evaluation.simulate import ci95, refill_slots
 from rayrec.sim import SessionSimulator
 from rayrec.specs import EnvSpec
 
-__all__ = ["BEHAVIORS", "BehaviorPolicy", "collect", "parse_behavior"]
+__all__ = ["BEHAVIORS", "BehaviorPolicy", "collect", "parse_behavior", "run_behavior"]
 
 BEHAVIORS = (
     "random",
@@ -201,7 +201,7 @@ def collect(
     meta: dict[str, Any] = {"env": env.to_dict(), "behavior": behavior, "seed": seed}
 
     def fill(writer: LogWriter) -> dict[str, Any]:
-        returns = _run(policy, config, users, seed, batch_size, writer, progress)
+        returns = run_behavior(policy, config, users, seed, batch_size, writer, progress)
         return {
             "episodes": users,
             "behavior_return_mean": float(returns.mean()),
@@ -212,15 +212,23 @@ def collect(
     return meta
 
 
-def _run(
+def run_behavior(
     policy: BehaviorPolicy,
     config: Any,
     users: int,
     seed: int,
     batch_size: int,
     writer: LogWriter,
-    progress: Callable[[int, int], None] | None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
+    """Play ``users`` complete lifetimes of ``policy`` in the simulator of ``config`` (``batch_size``
+    users at a time, a finished user's slot refilled with the next one) and append every step to
+    ``writer``; returns the lifetime returns in the order the users finished.
+
+    ``policy`` is a :class:`BehaviorPolicy` or anything with its ``act(obs, sim)``, ``name``,
+    ``last_propensities`` and ``last_propensity``. ``progress(finished, users)`` is called as
+    users finish.
+    """
     b = min(users, batch_size)
     sim = SessionSimulator(config, b, seed=seed)
     sim.reset()

@@ -2,7 +2,8 @@
 
 The estimator modules (``estimate``, ``reward_model``, ``step``, ``slate``, ``trajectory``,
 ``bts``) are numpy only. ``rayrec.ope.policies`` is the one adapter to the rest of rayrec (logs,
-baselines, checkpoints); ``rayrec.ope.cli`` is the ``rayrec ope`` command. Guide: docs/ope.md.
+baselines, checkpoints); ``rayrec.ope.report`` makes the ``ope`` block of an offline training
+run's results.json; ``rayrec.ope.cli`` is the ``rayrec ope`` command. Guide: docs/ope.md.
 """
 
 from rayrec.ope.estimate import Estimate, EstimatorConfig, effective_sample_size

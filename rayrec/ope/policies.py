@@ -32,8 +32,7 @@ from rayrec.evaluation.baselines import (
     PopularPolicy,
     RandomPolicy,
 )
-from rayrec.evaluation.collect import _run as run_behavior
-from rayrec.evaluation.collect import parse_behavior
+from rayrec.evaluation.collect import parse_behavior, run_behavior
 from rayrec.evaluation.policies import ModulePolicy
 from rayrec.evaluation.simulate import evaluate
 from rayrec.ope.slate import SlateLog
@@ -53,6 +52,7 @@ __all__ = [
     "ground_truth",
     "load_env",
     "load_sim_logs",
+    "load_step_log",
     "make_eval_policy",
 ]
 
@@ -203,15 +203,48 @@ def _features(obs: dict[str, np.ndarray]) -> np.ndarray:
     return np.concatenate([scalars, affinity[:, :, None]], axis=2).astype(np.float32)
 
 
-def load_sim_logs(
-    folder: str | Path, policy_name: str, seed: int = 0, mode: str = "sample"
-) -> tuple[SimLogs, EvalPolicy]:
-    """Read a ``rayrec collect`` log and compute the evaluation policy (choosing by ``mode``) on
-    every logged row."""
+@dataclass(frozen=True)
+class _Rows:
+    """The logged rows of a simulator log with the evaluation policy computed on each."""
+
+    config: SimConfig
+    meta: dict[str, Any]
+    columns: dict[str, Any]
+    propensities: np.ndarray
+    """(n, k) sequential behaviour probabilities."""
+    action: np.ndarray
+    """(n, k) logged candidate indices."""
+    eval_seq: np.ndarray
+    """(n, k) the evaluation policy's sequential probabilities of the logged slate."""
+    dist: np.ndarray | None
+    """(n, M) the evaluation policy's distribution over the candidates (k = 1 only)."""
+    feats: np.ndarray
+    """(n, M, 4) observable action features."""
+    reward: np.ndarray
+    context: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.reward)
+
+
+def _read_rows(
+    folder: str | Path,
+    policy_name: str,
+    seed: int,
+    mode: str,
+    max_rows: int | None = None,
+) -> tuple[_Rows, EvalPolicy, int]:
+    """The log's rows (a seeded uniform sample of ``max_rows`` of them when it has more) with the
+    evaluation policy on each; also the policy and the log's number of rows."""
     table = read_log(folder)
     meta = read_log_meta(folder)
     config = SimConfig.from_dict(meta["env"]["config"])
     policy = make_eval_policy(policy_name, config, seed, mode)
+    total = table.num_rows
+    if max_rows is not None and total > max_rows:
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5A3]))
+        table = table.take(np.sort(rng.choice(total, max_rows, replace=False)))
     catalog = world_catalog(config)
     k = config.slate_size
     columns = {name: table.column(name) for name in table.column_names}
@@ -232,36 +265,75 @@ def load_sim_logs(
         feats[start:stop] = _features(obs)
         if dist is not None:
             dist[start:stop] = policy.distribution(obs)
-    responses_click = column_array(columns[Col.CLICK_POSITION], n).reshape(n)
     reward = columns[Col.REWARD].to_numpy().astype(np.float64)
+    context = column_array(columns[Col.CONTEXT], n).astype(np.float64)
+    rows = _Rows(
+        config, meta, columns, propensities, action, eval_seq, dist, feats, reward, context
+    )
+    return rows, policy, total
+
+
+def _step_log(rows: _Rows) -> StepLog | None:
+    """The step-level log of single-item decisions; None for slates (k > 1)."""
+    if rows.dist is None:
+        return None
+    return StepLog(
+        reward=rows.reward,
+        pscore=rows.propensities[:, 0],
+        action=rows.action[:, 0],
+        eval_dist=rows.dist,
+        context=rows.context,
+        action_features=rows.feats,
+    )
+
+
+def load_sim_logs(
+    folder: str | Path, policy_name: str, seed: int = 0, mode: str = "sample"
+) -> tuple[SimLogs, EvalPolicy]:
+    """Read a ``rayrec collect`` log and compute the evaluation policy (choosing by ``mode``) on
+    every logged row."""
+    rows, policy, _ = _read_rows(folder, policy_name, seed, mode)
+    n, k = rows.n, rows.config.slate_size
+    responses_click = column_array(rows.columns[Col.CLICK_POSITION], n).reshape(n)
     per_position = np.zeros((n, k))
     clicked = responses_click >= 0
-    per_position[np.flatnonzero(clicked), responses_click[clicked]] = reward[clicked]
-    context = column_array(columns[Col.CONTEXT], n).astype(np.float64)
-    step = None
-    if dist is not None:
-        step = StepLog(
-            reward=reward,
-            pscore=propensities[:, 0],
-            action=action[:, 0],
-            eval_dist=dist,
-            context=context,
-            action_features=feats,
-        )
-    slate = SlateLog(rewards=per_position, behavior_seq=propensities, eval_seq=eval_seq)
+    per_position[np.flatnonzero(clicked), responses_click[clicked]] = rows.reward[clicked]
+    slate = SlateLog(rewards=per_position, behavior_seq=rows.propensities, eval_seq=rows.eval_seq)
     trajectory = _trajectories(
-        columns,
+        rows.columns,
         n,
-        reward,
-        eval_seq.prod(axis=1),
-        propensities,
-        action,
-        feats,
-        dist,
-        context,
-        config,
+        rows.reward,
+        rows.eval_seq.prod(axis=1),
+        rows.propensities,
+        rows.action,
+        rows.feats,
+        rows.dist,
+        rows.context,
+        rows.config,
     )
-    return SimLogs(config, meta, step, slate, trajectory), policy
+    return SimLogs(rows.config, rows.meta, _step_log(rows), slate, trajectory), policy
+
+
+def load_step_log(
+    folder: str | Path,
+    policy_name: str,
+    seed: int = 0,
+    mode: str = "sample",
+    max_rows: int | None = None,
+) -> tuple[StepLog, int]:
+    """The step-level log of a ``rayrec collect`` (or served) log for the evaluation policy, on a
+    seeded uniform sample of ``max_rows`` rows when it has more; also its number of rows.
+
+    Raises :class:`SpecError` for slates (k > 1: use :func:`load_sim_logs`' slate level) and the
+    errors of :data:`USER_ERRORS` for logs without valid propensities and foreign checkpoints.
+    """
+    rows, _, total = _read_rows(folder, policy_name, seed, mode, max_rows)
+    step = _step_log(rows)
+    if step is None:
+        raise SpecError(
+            f"{folder} logs slates of {rows.config.slate_size}: no step-level estimates"
+        )
+    return step, total
 
 
 def _trajectories(
@@ -374,7 +446,7 @@ def collect_with_step_truth(
     meta: dict[str, Any] = {"env": env.to_dict(), "behavior": behavior, "seed": seed}
 
     def fill(writer: LogWriter) -> dict[str, Any]:
-        returns = run_behavior(recorder, config, users, seed, 1024, writer, None)
+        returns = run_behavior(recorder, config, users, seed, 1024, writer)
         return {"episodes": users, "behavior_return_mean": float(returns.mean())}
 
     write_log_folder(out, log_schema(config, meta), meta, fill)

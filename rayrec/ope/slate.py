@@ -115,7 +115,7 @@ def estimate_slate(
         ess["iips"] = min(effective_sample_size(marginal[:, j]) for j in range(r.shape[1]))
 
     def mean_of(values: np.ndarray) -> Statistic:
-        return lambda c: (c @ values) / c.sum()
+        return lambda c: (c @ values) / c.sum(axis=-1)
 
     stats = {name: mean_of(per_unit[name]) for name in estimators}
     cis = bootstrap_ci(stats, log.n, config.n_bootstrap, config.seed)

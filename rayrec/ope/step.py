@@ -13,6 +13,10 @@ cross-fitted reward model q (``rayrec.ope.reward_model``) and q_pi(x) = sum_a pi
                the DR form OBP implements: rows with weights above tau keep only the model term)
 =============  ==========================================================================
 
+Intervals: with ``EstimatorConfig.refit`` (the default) the reward model of the four model
+estimators is refitted on every bootstrap replicate (``rayrec.ope.reward_model``), so their
+intervals hold the model's own uncertainty; the point estimates use the model of the whole log.
+
 At slot level (the Open Bandit Dataset) a row is one (impression, position) pair, the position is
 part of the context and pi_e(. | x_i) is the evaluation policy's distribution at that position.
 
@@ -25,8 +29,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rayrec.ope.estimate import Estimate, EstimatorConfig, Statistic, make_estimates
-from rayrec.ope.reward_model import cross_fit_rewards
+from rayrec.ope.estimate import (
+    Estimate,
+    EstimatorConfig,
+    Statistic,
+    linear_sums,
+    make_estimates,
+)
+from rayrec.ope.reward_model import CrossFitRidge
 
 __all__ = [
     "MODEL_ESTIMATORS",
@@ -102,32 +112,80 @@ class StepLog:
         return self.eval_dist[np.arange(self.n), self.action] / self.pscore
 
 
+def _ratio(num: np.ndarray, den: np.ndarray, fill: float) -> np.ndarray:
+    """num / den where den > 0, ``fill`` elsewhere (no warnings)."""
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), fill)
+
+
 def _step_statistics(
     log: StepLog, q: np.ndarray | None, tau: float
-) -> tuple[dict[str, Statistic], dict[str, np.ndarray | None]]:
+) -> tuple[dict[str, Statistic], dict[str, np.ndarray | None], Statistic]:
+    """The estimators as statistics of the counts, the weights of their ESS, and the linear sums
+    they share: [n, w r, w, q_pi, w (r - q), switched w (r - q), switched w r] of a resample."""
     w = log.weights
     r = np.asarray(log.reward, dtype=np.float64)
     wr = w * r
-    stats: dict[str, Statistic] = {
-        "ipw": lambda c: (c @ wr) / c.sum(),
-        "snipw": lambda c: (c @ wr) / (c @ w) if c @ w > 0 else float("nan"),
-    }
+    columns = [np.ones(log.n), wr, w]
     weights: dict[str, np.ndarray | None] = {"ipw": w, "snipw": w}
+    switch = w <= tau
     if q is not None:
         q_logged = q[np.arange(log.n), log.action]
         q_pi = np.einsum("na,na->n", log.eval_dist, q)
         residual = w * (r - q_logged)
-        dr = q_pi + residual
-        switch = w <= tau
-        switch_dr = q_pi + np.where(switch, residual, 0.0)
-        stats["dm"] = lambda c: (c @ q_pi) / c.sum()
-        stats["dr"] = lambda c: (c @ dr) / c.sum()
-        stats["sndr"] = lambda c: (
-            (c @ q_pi) / c.sum() + ((c @ residual) / (c @ w) if c @ w > 0 else 0.0)
-        )
-        stats["switch-dr"] = lambda c: (c @ switch_dr) / c.sum()
+        columns += [q_pi, residual, np.where(switch, residual, 0.0), np.where(switch, wr, 0.0)]
         weights.update({"dm": None, "dr": w, "sndr": w, "switch-dr": np.where(switch, w, 0.0)})
-    return stats, weights
+    sums = linear_sums(*columns)
+
+    def column(j: int) -> Statistic:
+        return lambda c: sums(c)[..., j]
+
+    size, wr_sum, w_sum, q_pi_sum, residual_sum, switched_sum = (column(j) for j in range(6))
+    stats: dict[str, Statistic] = {
+        "ipw": lambda c: wr_sum(c) / size(c),
+        "snipw": lambda c: _ratio(wr_sum(c), w_sum(c), float("nan")),
+    }
+    if q is not None:
+        stats["dm"] = lambda c: q_pi_sum(c) / size(c)
+        stats["dr"] = lambda c: (q_pi_sum(c) + residual_sum(c)) / size(c)
+        stats["sndr"] = lambda c: q_pi_sum(c) / size(c) + _ratio(residual_sum(c), w_sum(c), 0.0)
+        stats["switch-dr"] = lambda c: (q_pi_sum(c) + switched_sum(c)) / size(c)
+    return stats, weights, sums
+
+
+def _refitted_statistics(
+    log: StepLog, model: CrossFitRidge, estimators: tuple[str, ...], tau: float, sums: Statistic
+) -> dict[str, Statistic]:
+    """The model estimators with the reward model refitted on every resample.
+
+    With S0 = sum_i c_i q_pi(x_i) and S_u = sum_i c_i u_i q(x_i, a_i) from the refitted model,
+    each estimator is its formula above with the counts' sums (u = w for DR and SNDR, u = w 1[w <=
+    tau] for Switch-DR). ``sums`` are the log's linear sums of :func:`_step_statistics`.
+    """
+    w = log.weights
+    switch = np.where(w <= tau, w, 0.0)
+    model_sums = model.replicate_sums(log.eval_dist, np.stack([w, switch], axis=1))
+
+    def log_sums(c: np.ndarray) -> np.ndarray:
+        return sums(c)[..., [0, 1, 2, 6]]  # n, w r, w, switched w r
+
+    def dm(c: np.ndarray) -> np.ndarray:
+        return model_sums(c)[:, 0] / log_sums(c)[..., 0]
+
+    def dr(c: np.ndarray) -> np.ndarray:
+        s, t = model_sums(c), log_sums(c)
+        return (s[:, 0] + t[..., 1] - s[:, 1]) / t[..., 0]
+
+    def sndr(c: np.ndarray) -> np.ndarray:
+        s, t = model_sums(c), log_sums(c)
+        return s[:, 0] / t[..., 0] + _ratio(t[..., 1] - s[:, 1], t[..., 2], 0.0)
+
+    def switch_dr(c: np.ndarray) -> np.ndarray:
+        s, t = model_sums(c), log_sums(c)
+        return (s[:, 0] + t[..., 3] - s[:, 2]) / t[..., 0]
+
+    found = {"dm": dm, "dr": dr, "sndr": sndr, "switch-dr": switch_dr}
+    return {name: found[name] for name in estimators if name in found}
 
 
 def estimate_step(
@@ -142,7 +200,8 @@ def estimate_step(
         log: the logged rows and the evaluation policy's distributions.
         estimators: keys of :data:`STEP_ESTIMATORS`, in the order wanted.
         config: bootstrap, cross-fitting and threshold settings.
-        rewards_model: (n, A) reward predictions to use instead of the cross-fitted ridge model.
+        rewards_model: (n, A) reward predictions to use instead of the cross-fitted ridge model
+            (fixed: not refitted per bootstrap replicate).
     """
     config = config or EstimatorConfig()
     unknown = [e for e in estimators if e not in STEP_ESTIMATORS]
@@ -150,9 +209,9 @@ def estimate_step(
         raise ValueError(
             f"unknown step estimator {unknown[0]!r}; known: {', '.join(STEP_ESTIMATORS)}"
         )
-    q = rewards_model
+    q, model = rewards_model, None
     if q is None and any(e in MODEL_ESTIMATORS for e in estimators):
-        q = cross_fit_rewards(
+        model = CrossFitRidge(
             log.context,
             log.action_features,
             log.action,
@@ -161,6 +220,10 @@ def estimate_step(
             ridge=config.ridge,
             seed=config.seed,
         )
-    stats, weights = _step_statistics(log, q, config.switch_tau)
+        q = model.q
+    stats, weights, sums = _step_statistics(log, q, config.switch_tau)
     wanted = {name: stats[name] for name in estimators}
-    return make_estimates(wanted, weights, log.n, config)
+    refitted = None
+    if model is not None and config.refit:
+        refitted = _refitted_statistics(log, model, estimators, config.switch_tau, sums)
+    return make_estimates(wanted, weights, log.n, config, refitted)

@@ -20,6 +20,11 @@ carry phi of the logged action and the evaluation policy's expected phi in every
 ESS is that of the whole-lifetime weights w_i,T-1 for every IS-based estimator (the weights that
 decide the last steps), N for ``fqe``.
 
+Intervals: with ``EstimatorConfig.refit`` (the default) FQE is refitted on every bootstrap
+replicate for ``fqe`` and ``dr-rl``. Every ridge fit of the iteration is linear in sums over the
+resampled lifetimes (sum_t x x', sum_t x r, sum_t x phi_pi(s_t+1)'), so a replicate sums those
+per-lifetime statistics with its counts and iterates on d x d matrices (:class:`_RefittedFQE`).
+
 Numpy only.
 """
 
@@ -33,6 +38,9 @@ from rayrec.ope.estimate import Estimate, EstimatorConfig, Statistic, make_estim
 from rayrec.ope.reward_model import ridge_fit
 
 __all__ = ["TRAJECTORY_ESTIMATORS", "TrajectoryLog", "estimate_trajectory", "fitted_q_evaluation"]
+
+_CONVERGED = 1e-12
+"""FQE stops iterating when no coefficient moves by more than this."""
 
 TRAJECTORY_ESTIMATORS = ("tis", "pdis", "wpdis", "dr-rl", "fqe")
 
@@ -106,13 +114,76 @@ def fitted_q_evaluation(
     for _ in range(iterations):
         y = r + config.gamma * np.where(nxt, pi_next @ theta, 0.0)
         new = ridge_fit(padded, np.concatenate([[0.0], x.T @ y]), config.ridge)[1:]
-        converged = np.allclose(new, theta, rtol=0, atol=1e-12)
+        converged = np.allclose(new, theta, rtol=0, atol=_CONVERGED)
         theta = new
         if converged:
             break
     q = np.where(alive, log.q_features @ theta, 0.0)
     v = np.where(alive, log.pi_features @ theta, 0.0)
     return q, v
+
+
+class _RefittedFQE:
+    """Linear FQE refitted on resamples of the lifetimes, given their counts c (B, N).
+
+    Iteration k solves (sum_i c_i G_i + ridge I) theta_k+1 = sum_i c_i (b_i + gamma H_i theta_k)
+    with per-lifetime G_i = sum_t x_it x_it', b_i = sum_t x_it r_it and H_i = sum_t x_it
+    phi_pi(s_i,t+1)' (t alive; phi_pi 0 after the end), as :func:`fitted_q_evaluation` does on
+    the whole log. The last batch's coefficients are kept (``fqe`` and ``dr-rl`` share them).
+    """
+
+    def __init__(self, log: TrajectoryLog, config: EstimatorConfig, discount: np.ndarray) -> None:
+        if log.q_features is None or log.pi_features is None:
+            raise ValueError("fqe and dr-rl need q_features and pi_features")
+        alive = log.alive.astype(bool)
+        x = np.where(alive[..., None], log.q_features, 0.0).astype(np.float64)
+        pi = np.where(alive[..., None], log.pi_features, 0.0).astype(np.float64)
+        pi_next = np.zeros_like(pi)
+        pi_next[:, :-1] = pi[:, 1:]
+        r = np.where(alive, log.reward, 0.0).astype(np.float64)
+        n, d = len(x), x.shape[-1]
+        self.d, self.config = d, config
+        self.iterations = config.fqe_iterations or log.reward.shape[1]
+        self.stats = np.concatenate(
+            [
+                np.einsum("ntd,nte->nde", x, x).reshape(n, -1),
+                np.einsum("ntd,nt->nd", x, r),
+                np.einsum("ntd,nte->nde", x, pi_next).reshape(n, -1),
+                pi[:, 0],
+            ],
+            axis=1,
+        )
+        self._last: tuple[np.ndarray, np.ndarray] | None = None
+
+    def split(self, sums: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(B, m) summed statistics -> gram (B, d, d), xr (B, d), H (B, d, d), phi_pi(s_0) (B, d)."""
+        d, b = self.d, len(sums)
+        gram = sums[:, : d * d].reshape(b, d, d)
+        xr = sums[:, d * d : d * d + d]
+        h = sums[:, d * d + d : 2 * d * d + d].reshape(b, d, d)
+        return gram, xr, h, sums[:, 2 * d * d + d :]
+
+    def __call__(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(theta (B, d), sum_i c_i phi_pi(s_i0) (B, d)) of the FQE refitted on each resample."""
+        if self._last is not None and self._last[0] is counts:
+            return self._last[1]
+        gram, xr, h, start = self.split(np.atleast_2d(counts) @ self.stats)
+        system = gram + self.config.ridge * np.eye(self.d)
+        if self.config.ridge > 0:
+            inverse = np.linalg.solve(system, np.broadcast_to(np.eye(self.d), system.shape))
+        else:  # as lstsq in fitted_q_evaluation: the minimum-norm solution
+            inverse = np.linalg.pinv(system)
+        fixed = np.einsum("bij,bj->bi", inverse, xr)
+        carry = self.config.gamma * inverse @ h
+        theta = np.zeros_like(xr)
+        for _ in range(self.iterations):
+            new = fixed + np.einsum("bij,bj->bi", carry, theta)
+            converged = np.all(np.abs(new - theta) <= _CONVERGED)
+            theta = new
+            if converged:
+                break
+        self._last = (counts, (theta, start))
+        return theta, start
 
 
 def estimate_trajectory(
@@ -123,7 +194,8 @@ def estimate_trajectory(
 ) -> dict[str, Estimate]:
     """Estimates of the evaluation policy's expected (discounted) lifetime return.
 
-    ``q_values`` = (Q, V), both (N, T), replaces the FQE fit in ``dr-rl`` and ``fqe``.
+    ``q_values`` = (Q, V), both (N, T), replaces the FQE fit in ``dr-rl`` and ``fqe`` (fixed:
+    not refitted per bootstrap replicate).
     """
     config = config or EstimatorConfig()
     unknown = [e for e in estimators if e not in TRAJECTORY_ESTIMATORS]
@@ -144,24 +216,27 @@ def estimate_trajectory(
     }
     wr = w * r
     stats: dict[str, Statistic] = {
-        "tis": lambda c: (c @ per_unit["tis"]) / c.sum(),
-        "pdis": lambda c: (c @ per_unit["pdis"]) / c.sum(),
+        "tis": lambda c: (c @ per_unit["tis"]) / c.sum(axis=-1),
+        "pdis": lambda c: (c @ per_unit["pdis"]) / c.sum(axis=-1),
     }
 
-    def wpdis(c: np.ndarray) -> float:
+    def wpdis(c: np.ndarray) -> np.ndarray:
         num, den = c @ wr, c @ w
         with np.errstate(invalid="ignore", divide="ignore"):
             per_step = np.where(den > 0, num / den, 0.0)
-        return float(per_step @ discount)
+        return per_step @ discount
 
     stats["wpdis"] = wpdis
+    refitted: dict[str, Statistic] = {}
     if "fqe" in estimators or "dr-rl" in estimators:
         q, v = q_values if q_values is not None else fitted_q_evaluation(log, config)
         w_prev = np.concatenate([np.ones((len(w), 1)), w[:, :-1]], axis=1)
         dr_unit = ((wr - w * q + w_prev * v) * alive) @ discount
         v0 = v[:, 0]
-        stats["dr-rl"] = lambda c: (c @ dr_unit) / c.sum()
-        stats["fqe"] = lambda c: (c @ v0) / c.sum()
+        stats["dr-rl"] = lambda c: (c @ dr_unit) / c.sum(axis=-1)
+        stats["fqe"] = lambda c: (c @ v0) / c.sum(axis=-1)
+        if q_values is None and config.refit:
+            refitted = _refitted_statistics(log, config, w, w_prev, discount)
     weights: dict[str, np.ndarray | None] = {
         "tis": final,
         "pdis": final,
@@ -170,4 +245,35 @@ def estimate_trajectory(
         "fqe": None,
     }
     wanted = {name: stats[name] for name in estimators}
-    return make_estimates(wanted, weights, log.n, config)
+    return make_estimates(wanted, weights, log.n, config, refitted)
+
+
+def _refitted_statistics(
+    log: TrajectoryLog,
+    config: EstimatorConfig,
+    w: np.ndarray,
+    w_prev: np.ndarray,
+    discount: np.ndarray,
+) -> dict[str, Statistic]:
+    """``fqe`` and ``dr-rl`` with FQE refitted on every resample. Both are linear in theta:
+    V(s_i0) = phi_pi(s_i0)' theta and the DR-RL term of lifetime i is h_i + g_i' theta with
+    h_i = sum_t gamma^t w_it r_it and g_i = sum_t gamma^t (w_i,t-1 phi_pi(s_it) - w_it x_it)."""
+    fqe = _RefittedFQE(log, config, discount)
+    alive = log.alive.astype(bool)
+    scale = discount * alive
+    r = np.where(alive, log.reward, 0.0)
+    h = (w * r * scale).sum(axis=1)
+    with np.errstate(invalid="ignore"):
+        g = np.einsum("nt,ntd->nd", w_prev * scale, log.pi_features) - np.einsum(
+            "nt,ntd->nd", w * scale, log.q_features
+        )
+
+    def fqe_value(c: np.ndarray) -> np.ndarray:
+        theta, start = fqe(c)
+        return np.einsum("bd,bd->b", start, theta) / c.sum(axis=-1)
+
+    def dr_rl(c: np.ndarray) -> np.ndarray:
+        theta, _ = fqe(c)
+        return (c @ h + np.einsum("bd,bd->b", c @ g, theta)) / c.sum(axis=-1)
+
+    return {"fqe": fqe_value, "dr-rl": dr_rl}

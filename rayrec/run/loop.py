@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from rayrec.contracts.files import atomic_write_text, swap_dir
+from rayrec.contracts.keys import Metrics
 from rayrec.contracts.layout import RunFolder
 from rayrec.evaluation.compare import behavior_results, evaluate_run_checkpoint, headline
 from rayrec.experiment import build_config, env_kind
+from rayrec.ope.report import training_log_estimates
 from rayrec.run.folder import (
     json_default,
     plot_curve,
@@ -305,6 +307,7 @@ def _train_loop(
         behavior = results["data"].pop("metrics")
         if behavior is not None:  # None: a served log's behaviour (not replayable)
             results["baselines"]["behavior"] = behavior
+        results["ope"] = _ope_block(options, folder.checkpoint(chosen), results["policy"])
     results["training"] = {
         "kind": env_kind(env, policy),
         "iterations": int(algo.iteration),
@@ -318,6 +321,17 @@ def _train_loop(
         results["interrupted"] = int(interrupted)
     atomic_write_text(folder.results, json.dumps(results, indent=2, default=json_default))
     return results
+
+
+def _ope_block(options: RunOptions, checkpoint: Path, simulated: dict[str, Any]) -> dict[str, Any]:
+    """Off-policy estimates of the evaluated checkpoint on its own training log, with its
+    simulated reward per decision beside them (on the policy's own states, not the logged ones:
+    the two differ by design, see docs/ope.md)."""
+    block = training_log_estimates(options.data, checkpoint, seed=options.eval_seed)
+    steps = simulated.get(Metrics.STEPS_MEAN)
+    if "skipped" not in block and steps:
+        block["simulated_reward_per_step"] = float(simulated[Metrics.RETURN_MEAN]) / steps
+    return block
 
 
 class _Selection:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,19 @@ def test_offline_train_writes_results(ray_session, log_dir, tmp_path, preset):
     # The env spec came from the log (no --env): the run folder can be rebuilt from it.
     spec = (out / "spec.yaml").read_text()
     assert "num_items: 800" in spec and str(log_dir.resolve()) in spec
+    # Off-policy estimates of the greedy checkpoint on its own training log (rayrec.ope.report).
+    ope = results["ope"]
+    assert ope["level"] == "step" and ope["mode"] == "greedy"
+    assert ope["rows"] == ope["log_rows"] == results["data"]["rows"]
+    assert list(ope["estimates"]) == ["ipw", "snipw", "dr", "sndr"]
+    for name, entry in ope["estimates"].items():
+        lo, hi = entry["ci95"]
+        assert lo <= hi and 0 < entry["ess"] <= ope["rows"], name
+        assert isinstance(entry["trusted"], bool) and math.isfinite(entry["value"]), name
+    policy = results["policy"]
+    assert ope["simulated_reward_per_step"] == pytest.approx(
+        policy[Metrics.RETURN_MEAN] / policy[Metrics.STEPS_MEAN]
+    )
 
 
 def _train_cql(log_dir: Path, out: Path) -> list[dict]:

@@ -1,5 +1,6 @@
-"""benchmarks/scaling_projection.py: its arithmetic on hand-computed inputs, its reading of the
-recorded measurements, and the error a missing one gives. No Ray, nothing measured."""
+"""benchmarks/scaling_projection.py and scaling_measured.py: the arithmetic on hand-computed
+inputs, the reading of the recorded measurements, and the error a missing one gives. No Ray,
+nothing measured."""
 
 from __future__ import annotations
 
@@ -7,17 +8,14 @@ import json
 
 import pytest
 
-from benchmarks.scaling_projection import (
-    Assumptions,
+from benchmarks.scaling_measured import (
     MissingMeasurement,
-    Projection,
-    Rates,
     json_at,
     md_row,
     md_table,
     read_measurements,
-    render,
 )
+from benchmarks.scaling_projection import Assumptions, Projection, Rates, render
 
 
 def rates(**changes: float) -> Rates:

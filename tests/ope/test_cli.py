@@ -11,11 +11,10 @@ import yaml
 
 from rayrec.cli import main
 from rayrec.datasets import fetch_obd, load_obd, obd_dir
-from rayrec.evaluation.collect import collect
 from rayrec.specs import EnvSpec, PolicySpec
+from tests.ope.conftest import SMALL
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = {"num_items": 400, "num_candidates": 8, "max_sessions": 2, "max_steps_per_session": 12}
 STEP_KEYS = ["ipw", "snipw", "dm", "dr", "sndr", "switch-dr"]
 TRAJECTORY_KEYS = ["tis", "pdis", "wpdis", "dr-rl", "fqe"]
 
@@ -23,17 +22,6 @@ TRAJECTORY_KEYS = ["tis", "pdis", "wpdis", "dr-rl", "fqe"]
 @pytest.fixture(scope="module")
 def obd() -> Path:
     return fetch_obd()
-
-
-@pytest.fixture(scope="module")
-def logs(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("ope-logs")
-    env = EnvSpec.from_dict({"config": SMALL})
-    out = {}
-    for name, behavior in (("eps", "epsilon-ctr:0.3"), ("popular", "popular")):
-        out[name] = root / name
-        collect(env, behavior, users=40, out=out[name], seed=1)
-    return out
 
 
 def _run(capsys, *argv: str) -> tuple[int, str, str]:

@@ -12,25 +12,13 @@ import pytest
 import yaml
 
 from rayrec.data.logs import log_files, read_log
-from rayrec.evaluation.collect import collect
 from rayrec.ope import EstimatorConfig, estimate_step
 from rayrec.ope.policies import load_step_log
 from rayrec.ope.report import ESTIMATORS, training_log_estimates
 from rayrec.specs import EnvSpec, PolicySpec
+from tests.ope.conftest import SMALL
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = {"num_items": 400, "num_candidates": 8, "max_sessions": 2, "max_steps_per_session": 12}
-
-
-@pytest.fixture(scope="module")
-def logs(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("report-logs")
-    env = EnvSpec.from_dict({"config": SMALL})
-    out = {}
-    for name, behavior in (("eps", "epsilon-ctr:0.3"), ("popular", "popular")):
-        out[name] = root / name
-        collect(env, behavior, users=40, out=out[name], seed=1)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from ray.rllib.core import DEFAULT_MODULE_ID
 from rayrec.contracts.files import atomic_write_text
 from rayrec.contracts.layout import RunFolder
 from rayrec.envs.observation import action_space, observation_space
-from rayrec.experiment.session import build_session_config, module_spec
+from rayrec.experiment.session import build_session_config
 from rayrec.specs import EnvSpec, PolicySpec, SpecError
 
 __all__ = ["learner_devices", "sampling_rate", "save_untrained_run"]
@@ -70,7 +70,9 @@ def save_untrained_run(out: str | Path, env: EnvSpec, policy: PolicySpec, seed: 
     folder = RunFolder(Path(out))
     if folder.spec.exists():
         raise SpecError(f"{folder.root} already holds a run")
-    spec = module_spec(policy)
+    # As training builds it: RLlib's config adds the algorithm's own model settings (C51's
+    # num_atoms and support, QR-DQN's num_quantiles, dueling, double Q) to the model section.
+    spec = build_session_config(env, policy, seed).get_rl_module_spec()
     spec.observation_space = observation_space(env.config)
     spec.action_space = action_space(env.config)
     torch.manual_seed(seed)

@@ -23,6 +23,7 @@ from rayrec.experiment.sections import (
     validate_sections,
 )
 from rayrec.models.central_critic import CentralCriticPPOModule
+from rayrec.specs import SpecError
 
 __all__ = [
     "MARKETPLACE_RLLIB_ENV_NAME",
@@ -43,6 +44,16 @@ def map_by_role(agent_id: str, episode: Any = None, **kwargs: Any) -> str:
     return agent_role(agent_id)
 
 
+# The marketplace's agents use RLlib's default modules (an MLP over their own observation).
+MARKETPLACE_REFUSED = {
+    "QRDQN": "its quantile loss needs rayrec's candidate Q module; use DQN (num_atoms > 1 for "
+    "C51), PPO or APPO",
+    "DiscreteCQL": "offline algorithms train on session logs (--data)",
+    "BC": "offline algorithms train on session logs (--data)",
+    "MARWIL": "offline algorithms train on session logs (--data)",
+}
+
+
 def map_by_agent(agent_id: str, episode: Any = None, **kwargs: Any) -> str:
     """Policy mapping: one module per agent (independent learners)."""
     return agent_id
@@ -50,6 +61,11 @@ def map_by_agent(agent_id: str, episode: Any = None, **kwargs: Any) -> str:
 
 def build_marketplace_config(env_spec: Any, policy: Any, seed: int = 0) -> Any:
     """The RLlib multi-agent AlgorithmConfig for a marketplace env spec x policy spec."""
+    if policy.algorithm in MARKETPLACE_REFUSED:
+        raise SpecError(
+            f"policy spec: algorithm {policy.algorithm} does not train on the marketplace env: "
+            f"{MARKETPLACE_REFUSED[policy.algorithm]}"
+        )
     validate_sections(policy)
     multi = policy.multi_agent or validate_multi_agent(None, policy.algorithm)
     market = training_market_config(env_spec.config, multi)

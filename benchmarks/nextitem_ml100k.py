@@ -18,6 +18,7 @@ import platform
 import sys
 from pathlib import Path
 
+from rayrec.contracts.files import replace_marked
 from rayrec.datasets import load_ml100k
 from rayrec.nextitem.names import MODELS
 from rayrec.nextitem.protocol import build_sequences
@@ -26,7 +27,6 @@ from rayrec.nextitem.train import TrainConfig, train_and_evaluate
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "nextitem_ml100k.json"
 DOC = ROOT / "docs" / "data.md"
-START, END = "<!-- nextitem-table:start -->", "<!-- nextitem-table:end -->"
 STOPS = {"early-stopping": "early stop", "time-budget": "time budget", "epochs": "epoch cap"}
 LABELS = {"pop": "most-popular", "gru4rec": "GRU4Rec", "sasrec": "SASRec", "sqn": "SQN (GRU4Rec)"}
 
@@ -58,12 +58,7 @@ def _table(results: dict) -> str:
 
 
 def _render() -> None:
-    text = DOC.read_text()
-    if START not in text or END not in text:
-        sys.exit(f"{DOC} has no {START} ... {END} markers")
-    before, rest = text.split(START, 1)
-    after = rest.split(END, 1)[1]
-    DOC.write_text(f"{before}{START}\n{_table(_load())}{END}{after}")
+    replace_marked(DOC, "nextitem-table", _table(_load()))
 
 
 def main() -> int:

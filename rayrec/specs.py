@@ -144,6 +144,19 @@ def apply_overrides(
     return env, policy
 
 
+def _check_world(config: SimConfig, source: str) -> None:
+    """A calibrated catalog's dataset is set up and gives the configured sizes: one line now,
+    not an error inside every env runner after Ray has started."""
+    # Imported here: reading a dataset loads pandas (0.5 s), which synthetic worlds never need.
+    from rayrec.datasets.registry import DatasetError
+    from rayrec.datasets.worlds import load_world
+
+    try:
+        load_world(config.catalog, config.embed_dim, config.num_topics)
+    except (DatasetError, ValueError) as e:
+        raise SpecError(f"{source}: config.catalog {config.catalog!r}: {e}") from e
+
+
 @dataclass(frozen=True)
 class EnvSpec:
     """An environment spec: a registered id, the simulator configuration and, for scenarios that
@@ -174,7 +187,10 @@ class EnvSpec:
         factory = (
             MarketplaceConfig.from_dict if env_id == MARKETPLACE_ENV_ID else SimConfig.from_dict
         )
-        return cls(id=env_id, config=_build(factory, config, source), hierarchy=hierarchy)
+        built = _build(factory, config, source)
+        if isinstance(built, SimConfig) and built.catalog != "synthetic":
+            _check_world(built, source)
+        return cls(id=env_id, config=built, hierarchy=hierarchy)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "config": self.config.to_dict()}

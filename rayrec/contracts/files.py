@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-__all__ = ["atomic_write_text", "fsync_dir", "swap_dir"]
+__all__ = ["atomic_write_text", "fsync_dir", "replace_marked", "swap_dir"]
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -46,3 +46,15 @@ def swap_dir(tmp: Path, target: Path) -> None:
     tmp.rename(target)
     if old.exists():
         shutil.rmtree(old)
+
+
+def replace_marked(path: Path, name: str, body: str) -> None:
+    """Replace what lies between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` in the text file
+    ``path`` with ``body`` (atomically); ``ValueError`` naming the markers if either is missing."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = path.read_text()
+    if start not in text or end not in text.split(start, 1)[1]:
+        raise ValueError(f"{path} has no {start} ... {end} markers")
+    before, rest = text.split(start, 1)
+    after = rest.split(end, 1)[1]
+    atomic_write_text(path, f"{before}{start}\n{body}{end}{after}")

@@ -8,6 +8,7 @@ intervals (1.96 standard errors).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from rayrec.contracts.keys import Metrics
 from rayrec.envs.observation import observe
 from rayrec.evaluation.baselines import Policy
-from rayrec.sim import SessionSimulator, SimConfig
+from rayrec.sim import SessionSimulator, SimConfig, StepResult
 
 __all__ = ["ci95", "evaluate", "lifetimes", "refill_slots"]
 
@@ -77,8 +78,12 @@ def lifetimes(
     users: int,
     seed: int = 0,
     batch_size: int = 1024,
+    on_step: Callable[[SessionSimulator, StepResult, np.ndarray], None] | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Play ``users`` lifetimes of ``policy`` (as :func:`evaluate`) and return what each earned.
+
+    ``on_step(sim, result, active)`` sees every step before finished users are replaced (``active``:
+    (B,) bool, the slots that play a counted lifetime), e.g. to record what was clicked.
 
     Returns:
         Per-user arrays in the order the lifetimes ended: ``user_id`` (the simulator's, in the order
@@ -105,6 +110,8 @@ def lifetimes(
     while active.any():
         obs = observe(sim)
         r = sim.step(policy.act(obs, sim))
+        if on_step is not None:
+            on_step(sim, r, active)
         shown_items = np.where(r.shown, r.slate_items, 0)
         seen[r.slate_items[r.shown & active[:, None]]] = True
         lead = cat.embedding[shown_items[:, 0]] * r.shown[:, :1]

@@ -78,14 +78,23 @@ def _recbole_time_key(timestamp: pd.Series) -> np.ndarray:
     return scaled.astype(np.float32)
 
 
-def build_sequences(inter: pd.DataFrame, max_len: int = MAX_ITEM_LIST_LENGTH) -> NextItemData:
-    """Split ``inter`` (user_id, item_id, timestamp; in file order) into leave-one-out examples."""
+def build_sequences(
+    inter: pd.DataFrame, max_len: int = MAX_ITEM_LIST_LENGTH, item_ids: np.ndarray | None = None
+) -> NextItemData:
+    """Split ``inter`` (user_id, item_id, timestamp; in file order) into leave-one-out examples.
+
+    Items are indexed by ``item_ids`` (sorted raw ids, index ``i + 1`` for ``item_ids[i]``; default:
+    the ids in ``inter``): pass a model's index to score other interactions with it.
+    """
     if max_len < 1:
         raise ValueError(f"max_len ({max_len}) must be >= 1")
     for column in ("user_id", "item_id", "timestamp"):
         if column not in inter.columns:
             raise ValueError(f"inter has no column {column!r}; columns: {list(inter.columns)}")
-    item_ids = np.sort(inter["item_id"].unique())
+    if item_ids is None:
+        item_ids = np.sort(inter["item_id"].unique())
+    elif not np.isin(inter["item_id"].to_numpy(), item_ids).all():
+        raise ValueError("inter has item ids outside item_ids")
     frame = pd.DataFrame(
         {
             "user": inter["user_id"].to_numpy(),

@@ -32,7 +32,14 @@ from rayrec.nextitem.models import SQN, GRU4Rec, MostPopular, SASRec
 from rayrec.nextitem.names import MODELS, VALID_METRIC
 from rayrec.nextitem.protocol import PAD, NextItemData, Split, training_windows
 
-__all__ = ["NextItemResult", "TrainConfig", "build_model", "train_and_evaluate"]
+__all__ = [
+    "NextItemResult",
+    "TrainConfig",
+    "build_model",
+    "evaluate_model",
+    "train_and_evaluate",
+    "train_model",
+]
 
 
 @dataclass(frozen=True)
@@ -134,7 +141,8 @@ def build_model(cfg: TrainConfig, num_items: int, max_len: int) -> GRU4Rec | SAS
 
 
 @torch.no_grad()
-def _evaluate(model: nn.Module, split: Split, batch_size: int) -> dict[str, float]:
+def evaluate_model(model: nn.Module, split: Split, batch_size: int = 4096) -> dict[str, float]:
+    """Full-ranking metrics of a trained neural model on ``split`` (any next-item examples)."""
     model.eval()
     ranks = []
     for start in range(0, len(split), batch_size):
@@ -196,6 +204,18 @@ def train_and_evaluate(
     torch.set_num_threads(cfg.num_threads)
     if cfg.model == "pop":
         return _popular(cfg, data)
+    return train_model(data, cfg, on_epoch)[1]
+
+
+def train_model(
+    data: NextItemData,
+    cfg: TrainConfig,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> tuple[GRU4Rec | SASRec | SQN, NextItemResult]:
+    """As ``train_and_evaluate`` for a neural ``cfg.model``, also returning the selected model."""
+    if cfg.model == "pop":
+        raise ValueError("train_model trains neural models; most-popular has no model")
+    torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, data.num_items, data.max_len)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -226,7 +246,7 @@ def train_and_evaluate(
             total, batches, steps = total + loss.item(), batches + 1, steps + 1
             if target_net is not None and steps % cfg.sqn_target_sync_steps == 0:
                 target_net.load_state_dict(model.state_dict())
-        score = _evaluate(model, data.valid, cfg.eval_batch_size)[VALID_METRIC]
+        score = evaluate_model(model, data.valid, cfg.eval_batch_size)[VALID_METRIC]
         point = {"epoch": epoch, "loss": total / batches, VALID_METRIC: score}
         point["seconds"] = time.perf_counter() - start
         curve.append(point)
@@ -247,8 +267,9 @@ def train_and_evaluate(
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     assert best_state is not None
     model.load_state_dict(best_state)
-    valid = _evaluate(model, data.valid, cfg.eval_batch_size)
-    test = _evaluate(model, data.test, cfg.eval_batch_size)
-    return NextItemResult(
+    valid = evaluate_model(model, data.valid, cfg.eval_batch_size)
+    test = evaluate_model(model, data.test, cfg.eval_batch_size)
+    result = NextItemResult(
         cfg, valid, test, best_epoch, epoch, seconds, cpu_seconds, stopped_by, curve
     )
+    return model, result

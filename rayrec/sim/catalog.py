@@ -91,7 +91,10 @@ class ItemCatalog:
 
     @classmethod
     def generate(cls, config: SimConfig, rng: np.random.Generator) -> ItemCatalog:
-        """Draw a catalog from ``config`` with its own generator."""
+        """Draw a catalog from ``config`` with its own generator (or calibrate it from the dataset
+        that ``config.catalog`` names; the generator then draws only what the data lacks)."""
+        if config.catalog != "synthetic":
+            return cls._assemble(config, rng, *_calibrated(config, rng))
         n, d, t = config.num_items, config.embed_dim, config.num_topics
         centres = _unit_rows(rng.standard_normal((t, d))).astype(np.float32)
         # Balanced topics, shuffled: every topic has N // T or N // T + 1 items.
@@ -107,16 +110,46 @@ class ItemCatalog:
         quality = np.where(clickbait, bait_q, quality).astype(np.float32)
         appeal = config.appeal_std * rng.standard_normal(n)
         appeal = (appeal + np.where(clickbait, config.clickbait_appeal, 0.0)).astype(np.float32)
-        duration = (config.duration_mean * rng.lognormal(-0.18, 0.6, n)).astype(np.float32)
-        creator = rng.integers(0, config.num_creators, n, dtype=np.int32)
-        sponsored = rng.random(n) < config.sponsored_fraction
-        adv = rng.integers(0, max(config.num_advertisers, 1), n, dtype=np.int32)
-        advertiser = np.where(sponsored, adv, -1).astype(np.int32)
+        duration, creator, advertiser = _drawn(config, rng, n)
         # Popularity follows appeal more than quality, as click counts do.
         log_pop = 0.8 * appeal + 0.6 * quality + rng.standard_normal(n)
-        log_pop = ((log_pop - log_pop.mean()) / max(log_pop.std(), 1e-6)).astype(np.float32)
         age_days = rng.exponential(60.0, n).astype(np.float32)
+        return cls._assemble(
+            config,
+            rng,
+            centres,
+            emb,
+            topic,
+            quality,
+            appeal,
+            clickbait,
+            duration,
+            creator,
+            advertiser,
+            log_pop,
+            age_days,
+        )
 
+    @classmethod
+    def _assemble(
+        cls,
+        config: SimConfig,
+        rng: np.random.Generator,
+        centres: np.ndarray,
+        emb: np.ndarray,
+        topic: np.ndarray,
+        quality: np.ndarray,
+        appeal: np.ndarray,
+        clickbait: np.ndarray,
+        duration: np.ndarray,
+        creator: np.ndarray,
+        advertiser: np.ndarray,
+        log_pop: np.ndarray,
+        age_days: np.ndarray,
+    ) -> ItemCatalog:
+        """The observable statistics, the retrieval order and the pools of the given items."""
+        n, t = len(topic), len(centres)
+        log_pop = ((log_pop - log_pop.mean()) / max(log_pop.std(), 1e-6)).astype(np.float32)
         noise = config.observation_noise
         ctr_est = 1.0 / (1.0 + np.exp(-(appeal + noise * rng.standard_normal(n)) + 1.0))
         watch_est = np.clip(quality + noise * rng.standard_normal(n), 0.0, 1.0)
@@ -159,6 +192,57 @@ class ItemCatalog:
             popular_items=popular_items,
             fresh_items=fresh_items,
         )
+
+
+def _drawn(
+    config: SimConfig, rng: np.random.Generator, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n,) durations, creators and advertisers (-1: organic), which no dataset here provides."""
+    duration = (config.duration_mean * rng.lognormal(-0.18, 0.6, n)).astype(np.float32)
+    creator = rng.integers(0, config.num_creators, n, dtype=np.int32)
+    sponsored = rng.random(n) < config.sponsored_fraction
+    adv = rng.integers(0, max(config.num_advertisers, 1), n, dtype=np.int32)
+    return duration, creator, np.where(sponsored, adv, -1).astype(np.int32)
+
+
+def _calibrated(config: SimConfig, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """The items of ``config.catalog``'s dataset (rayrec.datasets.worlds), in ``_assemble``'s order.
+
+    Embeddings, topics, popularity and age come from the data. Quality (the shrunk mean rating) is
+    mapped by rank onto the synthetic world's Beta(4, 3) draws, so the watch and satisfaction
+    equations see the range they were written for; appeal is ``appeal_std`` times how much more a
+    movie is watched than its rating predicts, and the ``clickbait_fraction`` most over-watched for
+    their quality get ``clickbait_appeal`` on top. Durations, creators and advertisers are drawn.
+    """
+    # Imported here, not at the top: it loads pandas (0.5 s), which a synthetic world never needs.
+    from rayrec.datasets.worlds import load_world
+
+    world = load_world(config.catalog, config.embed_dim, config.num_topics)
+    n = config.num_items
+    emb, topic, centres = world.embedding.copy(), world.topic.copy(), world.topic_centres.copy()
+    rank = np.argsort(np.argsort(world.quality, kind="stable"), kind="stable")
+    quality = np.sort(rng.beta(4.0, 3.0, n))[rank].astype(np.float32)
+    appeal = config.appeal_std * world.overwatched
+    bait_score = world.overwatched - (world.quality - world.quality.mean()) / world.quality.std()
+    n_bait = round(config.clickbait_fraction * n)
+    clickbait = np.zeros(n, dtype=bool)
+    if n_bait:
+        clickbait[np.argsort(-bait_score, kind="stable")[:n_bait]] = True
+    appeal = (appeal + np.where(clickbait, config.clickbait_appeal, 0.0)).astype(np.float32)
+    duration, creator, advertiser = _drawn(config, rng, n)
+    return (
+        centres,
+        emb,
+        topic,
+        quality,
+        appeal,
+        clickbait,
+        duration,
+        creator,
+        advertiser,
+        world.log_count,
+        world.age_days.copy(),
+    )
 
 
 def world_streams(config: SimConfig) -> tuple[np.random.Generator, np.random.Generator]:

@@ -16,6 +16,7 @@ import numpy as np
 from rayrec.contracts.fields import check_fields
 
 __all__ = [
+    "CATALOGS",
     "CHOICE_MODELS",
     "NUM_CANDIDATE_SCALARS",
     "NUM_CONTEXT",
@@ -25,6 +26,9 @@ __all__ = [
 ]
 
 CHOICE_MODELS = ("mnl", "cascade")
+# Where items and users come from: drawn ("synthetic"), or calibrated from a public dataset
+# (rayrec.datasets.worlds, docs/data.md) with as many items as the data has.
+CATALOGS: dict[str, int | None] = {"synthetic": None, "ml-100k": 1682}
 # Columns of the per-candidate scalar block: log-popularity (z-scored), estimated click-through rate,
 # estimated watch fraction (a noisy quality proxy), duration (relative), freshness, sponsored flag.
 NUM_CANDIDATE_SCALARS = 6
@@ -52,6 +56,11 @@ class SimConfig:
     env runner, evaluator and server built from one spec sees the same items."""
 
     # ---- catalog -------------------------------------------------------------------------------
+    catalog: str = field(default="synthetic")
+    """'synthetic' (items drawn from the fields below), or a dataset the items, their embeddings,
+    popularity, quality and topics and the users' tastes and activity are calibrated from:
+    'ml-100k' (needs num_items 1682; set up with ``make data``). Topics are then clusters of the
+    data's item embeddings."""
     num_items: int = _f(5000, 1, 50_000_000)
     """N, the number of items in the catalog."""
     embed_dim: int = _f(16, 2, 1024)
@@ -86,6 +95,9 @@ class SimConfig:
     """Mean time budget of a session in minutes."""
     satisfaction_init: float = _f(0.0, -10.0, 10.0)
     """Mean satisfaction of a new user."""
+    activity_exponent: float = _f(0.5, 0.0, 10.0)
+    """Calibrated catalogs only: a new user's session budget is scaled by (the ratings of the real
+    user they copy / the median user's) ** activity_exponent; 0 ignores real activity."""
 
     # ---- retrieval -----------------------------------------------------------------------------
     num_candidates: int = _f(20, 1, 100_000)
@@ -207,6 +219,14 @@ class SimConfig:
         if self.choice_model not in CHOICE_MODELS:
             raise ValueError(
                 f"choice_model ({self.choice_model!r}) must be one of {', '.join(CHOICE_MODELS)}"
+            )
+        if self.catalog not in CATALOGS:
+            raise ValueError(f"catalog ({self.catalog!r}) must be one of {', '.join(CATALOGS)}")
+        items = CATALOGS[self.catalog]
+        if items is not None and self.num_items != items:
+            raise ValueError(
+                f"num_items ({self.num_items}) must be {items}: the items of catalog "
+                f"{self.catalog!r}"
             )
         if self.num_candidates > self.num_items:
             raise ValueError(

@@ -50,10 +50,23 @@ class UserPopulation:
     """(S,) preferred hour of day."""
     weights: np.ndarray
     """(S,) share of users in each segment."""
+    real_interest: np.ndarray | None = None
+    """Calibrated worlds: (U, d) unit tastes of real users; a new user copies a random one (plus
+    noise) instead of mixing favourite topics."""
+    real_budget: np.ndarray | None = None
+    """Calibrated worlds: (U,) budget multiplier of each real user (activity ** exponent)."""
 
     @classmethod
     def generate(cls, config: SimConfig, rng: np.random.Generator) -> UserPopulation:
         s, t = config.num_segments, config.num_topics
+        real_interest = real_budget = None
+        if config.catalog != "synthetic":
+            # Imported here: it loads pandas, which a synthetic world never needs (see catalog.py).
+            from rayrec.datasets.worlds import load_world
+
+            world = load_world(config.catalog, config.embed_dim, config.num_topics)
+            real_interest = world.user_interest
+            real_budget = (world.user_activity**config.activity_exponent).astype(np.float32)
         return cls(
             topic_preference=rng.dirichlet(np.ones(t), size=s),
             appeal_sensitivity=np.linspace(0.6, 1.4, s) if s > 1 else np.ones(1),
@@ -61,6 +74,8 @@ class UserPopulation:
             loyalty=rng.normal(0.0, 0.4, s),
             peak_hour=rng.uniform(0.0, 24.0, s),
             weights=rng.dirichlet(np.full(s, 5.0)),
+            real_interest=real_interest,
+            real_budget=real_budget,
         )
 
     @cached_property
@@ -98,6 +113,13 @@ class UserPopulation:
         mix = rng.standard_gamma(shape, (n, _FAVOURITES), np.float32 if shape >= 0.05 else None)
         mix /= np.maximum(mix.sum(axis=1, keepdims=True), np.finfo(mix.dtype).tiny)
         interest = np.einsum("nf,nfd->nd", mix, centres.take(fav, axis=0))
+        budget = np.ones(n, dtype=np.float32)
+        if self.real_interest is not None and self.real_budget is not None:
+            # A real user's taste and activity (the segment still sets appeal, loyalty, hours).
+            count = len(self.real_interest)
+            who = np.minimum((u[:, 1] * count).astype(np.intp), count - 1)
+            interest = self.real_interest[who].copy()
+            budget = self.real_budget[who]
         z = rng.standard_normal((n, d + 4), dtype=np.float32)
         interest += np.float32(0.15) * z[:, :d]
         norm = np.sqrt(np.einsum("nd,nd->n", interest, interest))
@@ -112,7 +134,7 @@ class UserPopulation:
                 np.float32
             ),
             base_budget=(
-                config.session_budget * self.budget_scale[seg] * np.exp(0.2 * z[1])
+                config.session_budget * self.budget_scale[seg] * np.exp(0.2 * z[1]) * budget
             ).astype(np.float32),
             loyalty=(self.loyalty[seg] + 0.3 * z[2]).astype(np.float32),
             satisfaction=(config.satisfaction_init + 0.2 * z[3]).astype(np.float32),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -13,8 +14,10 @@ from gymnasium.utils.env_checker import check_env
 import rayrec  # noqa: F401  (registers rayrec/Session-v0)
 from rayrec.contracts.observation import Obs
 from rayrec.envs import SESSION_ENV_ID, SessionEnv
+from rayrec.specs import load_yaml
 
 SMALL = {"num_items": 300, "num_topics": 6, "num_candidates": 8, "embed_dim": 4, "history_len": 4}
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -23,6 +26,8 @@ SMALL = {"num_items": 300, "num_topics": 6, "num_candidates": 8, "embed_dim": 4,
         pytest.param({}, id="default"),
         pytest.param({**SMALL, "slate_size": 3}, id="slate3"),
         pytest.param({**SMALL, "slate_size": 3, "choice_model": "cascade"}, id="cascade"),
+        # The simulator calibrated from MovieLens-100k (the data is fetched by make data).
+        pytest.param(load_yaml(ROOT / "envs" / "ml100k.yaml")["config"], id="ml100k"),
     ],
 )
 def test_check_env_passes_without_warnings(kwargs: dict[str, Any]) -> None:

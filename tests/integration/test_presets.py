@@ -35,9 +35,9 @@ SMALL_BATCH = {
 DISTRIBUTION_METRIC = {"c51": "atoms", "qr_dqn": "qf_quantile_spread"}
 
 
-def _config(name: str, *overrides: str):
+def _config(name: str, *overrides: str, env_name: str = "session"):
     env_raw, policy_raw = apply_overrides(
-        load_yaml(ROOT / "envs" / "session.yaml"),
+        load_yaml(ROOT / "envs" / f"{env_name}.yaml"),
         load_yaml(ROOT / "policies" / f"{name}.yaml"),
         [
             "env_runners.num_env_runners=2",
@@ -57,11 +57,18 @@ def _trained(result: dict) -> tuple[int, dict[str, float]]:
     return int(stats.get("num_module_steps_trained_lifetime", 0) or 0), losses
 
 
-@pytest.mark.parametrize("name", PRESETS)
-def test_preset_trains_two_iterations_with_two_env_runners(ray_session, name):
+@pytest.mark.parametrize(
+    ("name", "env_name"),
+    [
+        *((name, "session") for name in PRESETS),
+        # The simulator calibrated from MovieLens-100k (docs/data.md).
+        ("ppo", "ml100k"),
+    ],
+)
+def test_preset_trains_two_iterations_with_two_env_runners(ray_session, name, env_name):
     import math
 
-    config, _ = _config(name)
+    config, _ = _config(name, env_name=env_name)
     algo = config.build_algo()
     try:
         # Asynchronous algorithms (IMPALA, APPO) may report an iteration before any sampling or

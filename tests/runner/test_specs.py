@@ -27,6 +27,23 @@ def test_env_presets_are_valid(path):
     assert EnvSpec.from_dict(spec.to_dict()) == spec
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({}, r"ml-100k\.inter is missing; set it up with: make data"),
+        ({"embed_dim": 943}, r"embed_dim \(943\) must be in \[1, 942\]"),
+    ],
+)
+def test_a_calibrated_env_without_its_data_is_one_line(tmp_path, monkeypatch, change, message):
+    """Before Ray starts, naming the set-up command (an env runner would fail inside RLlib)."""
+    raw = load_yaml(ROOT / "envs" / "ml100k.yaml")
+    raw["config"].update(change)
+    if not change:
+        monkeypatch.setenv("RAYREC_DATA", str(tmp_path))
+    with pytest.raises(SpecError, match=rf"^ml100k: config\.catalog 'ml-100k': .*{message}"):
+        EnvSpec.from_dict(raw, "ml100k")
+
+
 @pytest.mark.parametrize("path", sorted((ROOT / "policies").glob("*.yaml")), ids=lambda p: p.name)
 def test_policy_presets_are_valid(path):
     spec = PolicySpec.from_dict(load_yaml(path), str(path))

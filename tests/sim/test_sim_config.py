@@ -31,6 +31,9 @@ BAD_CONFIGS = [
     ("none_for_float", {"observation_noise": None}, "observation_noise"),
     ("bool_for_float", {"drift_rate": False}, "drift_rate"),
     ("unknown_choice_model", {"choice_model": "softmax"}, "choice_model"),
+    ("unknown_catalog", {"catalog": "ml-1m"}, "catalog"),
+    ("items_not_the_datasets", {"catalog": "ml-100k"}, "num_items"),
+    ("negative_activity_exponent", {"activity_exponent": -1.0}, "activity_exponent"),
     (
         "fractions_sum_over_one",
         {"personal_fraction": 0.9, "popular_fraction": 0.2},

@@ -11,9 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from rayrec.contracts.fields import check_fields
+from rayrec.contracts.fields import check_fields, check_ranges, ranged
 
 __all__ = [
     "CATALOGS",
@@ -41,9 +39,7 @@ NUM_CONTEXT = 5
 SCALAR_LIMIT = 10.0
 
 
-def _f(default: Any, lo: float, hi: float, *, lo_open: bool = False) -> Any:
-    """A dataclass field carrying its allowed range for validation."""
-    return field(default=default, metadata={"range": (lo, hi, lo_open)})
+_f = ranged  # a short name for the many fields below
 
 
 @dataclass(frozen=True)
@@ -196,26 +192,7 @@ class SimConfig:
     """A lifetime (one episode) has at most this many sessions; reaching it truncates the episode."""
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, np.generic):
-                # NumPy scalars (from Tune search spaces, say) count as the Python number they hold.
-                value = value.item()
-                object.__setattr__(self, f.name, value)
-            bounds = f.metadata.get("range")
-            if bounds is None:
-                continue
-            lo, hi, lo_open = bounds
-            if isinstance(f.default, int) and not isinstance(f.default, bool):
-                if isinstance(value, bool) or not isinstance(value, int):
-                    raise ValueError(f"{f.name} must be an integer, got {value!r}")
-            elif isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"{f.name} must be a number, got {value!r}")
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"{f.name} must be finite, got {value!r}")
-            if value < lo or value > hi or (lo_open and value == lo):
-                left = "(" if lo_open else "["
-                raise ValueError(f"{f.name} ({value!r}) must be in {left}{lo}, {hi}]")
+        check_ranges(self)
         if self.choice_model not in CHOICE_MODELS:
             raise ValueError(
                 f"choice_model ({self.choice_model!r}) must be one of {', '.join(CHOICE_MODELS)}"

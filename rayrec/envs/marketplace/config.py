@@ -11,9 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from rayrec.sim.config import SimConfig, check_fields
+from rayrec.contracts.fields import check_fields, check_ranges, ranged
+from rayrec.sim.config import SimConfig
 
 __all__ = [
     "AUCTIONS",
@@ -35,9 +34,7 @@ MULTI_AGENT_KEYS = ("shared_within_role", "centralized_critic")
 """Keys of a policy spec's ``multi_agent`` section (both booleans)."""
 
 
-def _f(default: Any, lo: float, hi: float, *, lo_open: bool = False) -> Any:
-    """A dataclass field carrying its allowed range for validation."""
-    return field(default=default, metadata={"range": (lo, hi, lo_open)})
+_f = ranged  # a short name for the many fields below
 
 
 @dataclass(frozen=True)
@@ -170,25 +167,7 @@ class MarketplaceConfig:
     """Append the global state to every agent's observation (for a centralised critic)."""
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, np.generic):
-                value = value.item()
-                object.__setattr__(self, f.name, value)
-            bounds = f.metadata.get("range")
-            if bounds is None:
-                continue
-            lo, hi, lo_open = bounds
-            if isinstance(f.default, int) and not isinstance(f.default, bool):
-                if isinstance(value, bool) or not isinstance(value, int):
-                    raise ValueError(f"{f.name} must be an integer, got {value!r}")
-            elif isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"{f.name} must be a number, got {value!r}")
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"{f.name} must be finite, got {value!r}")
-            if value < lo or value > hi or (lo_open and value == lo):
-                left = "(" if lo_open else "["
-                raise ValueError(f"{f.name} ({value!r}) must be in {left}{lo}, {hi}]")
+        check_ranges(self)
         for name, allowed in (
             ("auction", AUCTIONS),
             ("objective", OBJECTIVES),

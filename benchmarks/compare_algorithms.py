@@ -39,12 +39,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.results_page import update_results  # noqa: E402
+from rayrec.contracts.keys import Metrics  # noqa: E402
 
 
 def main() -> None:
     import ray
 
-    from rayrec.contracts.keys import Metrics
     from rayrec.experiment import sampling_rate
     from rayrec.run import RunOptions, selection_options, train
     from rayrec.specs import EnvSpec, PolicySpec, apply_overrides, load_yaml
@@ -142,6 +142,7 @@ def main() -> None:
                     "clicks_mean": m[Metrics.CLICKS_MEAN],
                     "sessions_per_user": m[Metrics.SESSIONS_PER_USER],
                     "return_rate": m[Metrics.RETURN_RATE],
+                    **{key: m.get(key) for key in EXTRA_METRICS},
                     "env_steps": tr["env_steps"],
                     "wall_time_s": tr["wall_time_s"],
                     "env_steps_per_s": (tr["env_steps"] or 0) / max(tr["wall_time_s"], 1e-9),
@@ -176,7 +177,9 @@ def main() -> None:
                     Metrics.CLICKS_MEAN,
                     Metrics.SESSIONS_PER_USER,
                     Metrics.RETURN_RATE,
+                    *EXTRA_METRICS,
                 )
+                if key in v
             }
             for k, v in baselines.items()
         },
@@ -187,10 +190,15 @@ def main() -> None:
     ray.shutdown()
 
 
+# Kept in docs/results.json beside the table's columns: what a policy's users watched, how much of
+# what they clicked was clickbait, and lifetime length in steps (docs/scaling.md reads steps_mean).
+EXTRA_METRICS = (Metrics.WATCH_MEAN, Metrics.CLICKBAIT_SHARE, Metrics.STEPS_MEAN)
+
+
 def finished_run(folder: Path, stop: dict, users: int) -> dict | None:
-    """The results of a kept run that finished its whole iteration budget and was evaluated on
-    ``users`` users, else None (the row trains again from scratch: a partial folder is
-    replaced)."""
+    """The results of a kept run that finished its whole budget (iterations, or seconds for a
+    preset that stops on time) and was evaluated on ``users`` users, else None (the row trains
+    again from scratch: a partial folder is replaced)."""
     path = folder / "results.json"
     if not path.is_file():
         if folder.exists():
@@ -199,11 +207,11 @@ def finished_run(folder: Path, stop: dict, users: int) -> dict | None:
     results = json.loads(path.read_text())
     training = results.get("training", {})
     evaluated = results.get("evaluation", {}).get("users")
-    if (
-        training.get("interrupted")
-        or training.get("iterations") != stop.get("iterations")
-        or evaluated != users
-    ):
+    if "time_budget" in stop:
+        same_budget = training.get("time_budget") == stop["time_budget"]
+    else:
+        same_budget = training.get("iterations") == stop.get("iterations")
+    if training.get("interrupted") or not same_budget or evaluated != users:
         shutil.rmtree(folder)
         return None
     return results

@@ -1,4 +1,4 @@
-"""Overload over real HTTP: a slowed scorer under 300 concurrent requests gets fast 503s with
+"""Overload over real HTTP: a slowed scorer under 150 concurrent requests gets fast 503s with
 Retry-After, no request outlives the timeout, and the service answers normally afterwards."""
 
 from __future__ import annotations
@@ -48,15 +48,19 @@ async def _storm(base_url: str, n: int) -> list[tuple[int, float, str | None]]:
 
 
 def test_overload_gets_fast_503s_and_no_request_outlives_the_timeout(slow_app):
-    results = asyncio.run(_storm(slow_app, 300))
+    # 150 at once: 12 times what the replica holds (ONGOING + QUEUED). At 300 the proxy's own
+    # per-connection cost dominated on a slow host (2026-12-07: median refusal 3.3-4.3 s, served
+    # answers 7.3 s, on a CPU 2-3x slower than when this test was written), which measured the
+    # machine, not the shedding.
+    results = asyncio.run(_storm(slow_app, 150))
     codes = [c for c, _, _ in results]
     assert set(codes) <= {200, 408, 503}, sorted(set(codes))
     refused = [(t, after) for c, t, after in results if c == 503]
     # At most ONGOING + QUEUED wait at a time and the replica serves about 10 per second, so most
-    # of a 300-request burst is refused, each at once and with the Retry-After of the config.
-    assert len(refused) >= 150, {c: codes.count(c) for c in set(codes)}
+    # of a 150-request burst is refused, each at once and with the Retry-After of the config.
+    assert len(refused) >= 100, {c: codes.count(c) for c in set(codes)}
     assert all(after == "2" for _, after in refused)
-    # Refusals do not wait in a queue: they take what 300 connections at once cost the proxy on
+    # Refusals do not wait in a queue: they take what 150 connections at once cost the proxy on
     # 2 CPUs (measured while another test suite ran on the machine: median 1.3-1.8 s, 90% 2.6 s).
     waits = sorted(t for t, _ in refused)
     assert waits[len(waits) // 2] < TIMEOUT_S

@@ -113,7 +113,7 @@ class UserPopulation:
         mix = rng.standard_gamma(shape, (n, _FAVOURITES), np.float32 if shape >= 0.05 else None)
         mix /= np.maximum(mix.sum(axis=1, keepdims=True), np.finfo(mix.dtype).tiny)
         interest = np.einsum("nf,nfd->nd", mix, centres.take(fav, axis=0))
-        budget = np.ones(n, dtype=np.float32)
+        budget: np.ndarray | float = 1.0
         if self.real_interest is not None and self.real_budget is not None:
             # A real user's taste and activity (the segment still sets appeal, loyalty, hours).
             count = len(self.real_interest)

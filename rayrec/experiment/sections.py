@@ -35,6 +35,10 @@ def algorithm_config_class(algorithm: str) -> type:
         from rayrec.algorithms.qr_dqn import QRDQNConfig
 
         return QRDQNConfig
+    if algorithm == "TopKReinforce":
+        from rayrec.algorithms.topk_reinforce import TopKReinforceConfig
+
+        return TopKReinforceConfig
 
     return RLLIB_ALGORITHMS[algorithm]()[1].__class__
 
@@ -155,5 +159,7 @@ def seeded_and_validated(config: Any, seed: int) -> Any:
     try:
         config.validate()
     except (TypeError, ValueError) as e:
-        raise SpecError(f"policy spec: RLlib rejected the configuration: {e}") from e
+        # RLlib's messages end with a second line on how to switch validation off: not for a spec.
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise SpecError(f"policy spec: RLlib rejected the configuration: {first}") from e
     return config

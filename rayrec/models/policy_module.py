@@ -1,4 +1,5 @@
-"""Policy + value RLModule for the policy-gradient family (PPO, APPO, IMPALA)."""
+"""Policy + value RLModule for the policy-gradient family (PPO, APPO, IMPALA) and the offline
+policy learners (BC, MARWIL, TopKReinforce, whose module also has a behaviour head)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,41 @@ from rayrec.contracts.observation import Obs
 from rayrec.models.slate import plackett_luce
 from rayrec.models.towers import CriticTower, RecommenderTowers, masked_logits
 
-__all__ = ["CandidateAPPOModule", "CandidatePolicyModule"]
+__all__ = [
+    "BEHAVIOR_HEAD_KEY",
+    "BEHAVIOR_LOGITS",
+    "BehaviorHead",
+    "CandidateAPPOModule",
+    "CandidatePolicyModule",
+]
+
+BEHAVIOR_HEAD_KEY = "behavior_head"
+"""``model_config`` key: true builds the behaviour head (TopKReinforce's config sets it)."""
+BEHAVIOR_LOGITS = "behavior_logits"
+"""``forward_train`` output: (B, M) masked logits of the behaviour head."""
+
+
+class BehaviorHead(nn.Module):
+    """Scores of the behaviour policy beta(a|s) (Chen et al. 2019, section 4.3): a dot product of
+    the user vector with candidate embeddings of the head's own item tower, plus a per-candidate
+    bias. The user vector is detached, so the head's gradient does not reach the shared user
+    tower (the paper's blocked gradient): the behaviour estimate does not shape the policy's
+    state."""
+
+    def __init__(self, observation_space: gym.spaces.Dict, hidden: int) -> None:
+        super().__init__()
+        d = observation_space[Obs.CANDIDATE_FEATURES].shape[-1]
+        n_scalar = observation_space[Obs.CANDIDATE_SCALARS].shape[-1]
+        self.item = nn.Sequential(
+            nn.Linear(d + n_scalar, hidden), nn.ReLU(), nn.Linear(hidden, hidden)
+        )
+        self.bias = nn.Linear(hidden, 1)
+
+    def forward(self, user: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """(B, M) unmasked scores of (B, D) user vectors and (B, M, d + S) candidate inputs."""
+        items = self.item(candidates)
+        scores = torch.einsum("bd,bmd->bm", user.detach(), items) / items.shape[-1] ** 0.5
+        return scores + self.bias(items).squeeze(-1)
 
 
 class CandidatePolicyModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
@@ -29,7 +64,8 @@ class CandidatePolicyModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     Plackett-Luce slate distribution (k > 1).
 
     ``model_config`` holds the fields of :class:`rayrec.models.towers.ModelConfig`. Masked candidates
-    get logit -1e9 (probability 0), so they are never sampled.
+    get logit -1e9 (probability 0), so they are never sampled. With ``behavior_head`` in the
+    model config, training forward passes also return the :class:`BehaviorHead`'s logits.
     """
 
     @override(TorchRLModule)
@@ -65,10 +101,13 @@ class CandidatePolicyModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
                 self.value_head = nn.Sequential(
                     nn.Linear(2 * self.towers.out_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1)
                 )
+            if self.model_config.get(BEHAVIOR_HEAD_KEY):
+                self.behavior = BehaviorHead(self.observation_space, self.rayrec_config.hidden)
 
     @override(InferenceOnlyAPI)
     def get_non_inference_attributes(self) -> list[str]:
-        return ["critic" if self.rayrec_config.separate_critic else "value_head"]
+        critic = ["critic" if self.rayrec_config.separate_critic else "value_head"]
+        return critic + (["behavior"] if self.model_config.get(BEHAVIOR_HEAD_KEY) else [])
 
     def _scores(
         self, obs: dict[str, torch.Tensor], towers: nn.Module | None = None
@@ -85,8 +124,15 @@ class CandidatePolicyModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
 
     @override(TorchRLModule)
     def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        logits, embedding = self._scores(batch[Columns.OBS])
-        return {Columns.ACTION_DIST_INPUTS: logits, Columns.EMBEDDINGS: embedding}
+        obs = batch[Columns.OBS]
+        logits, embedding = self._scores(obs)
+        out = {Columns.ACTION_DIST_INPUTS: logits, Columns.EMBEDDINGS: embedding}
+        if hasattr(self, "behavior"):
+            # The embedding starts with the user vector (see _scores).
+            user = embedding[:, : self.towers.out_dim]
+            scores = self.behavior(user, RecommenderTowers.candidate_inputs(obs))
+            out[BEHAVIOR_LOGITS] = masked_logits(scores, obs[Obs.ACTION_MASK])
+        return out
 
     @override(ValueFunctionAPI)
     def compute_values(

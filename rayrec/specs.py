@@ -51,8 +51,9 @@ ALGORITHMS = {
     "DiscreteCQL": "q",
     "BC": "policy",
     "MARWIL": "policy",
+    "TopKReinforce": "policy",
 }
-OFFLINE_ALGORITHMS = ("DiscreteCQL", "BC", "MARWIL")
+OFFLINE_ALGORITHMS = ("DiscreteCQL", "BC", "MARWIL", "TopKReinforce")
 """Algorithms that learn from logs (``--data``) instead of sampling the environment."""
 APEX_ALGORITHMS = ("DQN", "QRDQN")
 """Algorithms that the Ape-X arrangement (the ``apex`` section) applies to."""

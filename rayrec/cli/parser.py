@@ -98,7 +98,7 @@ def build_parser() -> _Parser:
         "--data",
         type=Path,
         help="log folder (rayrec collect, rayrec data from-served) for offline algorithms: "
-        "DiscreteCQL, BC, MARWIL",
+        "DiscreteCQL, BC, MARWIL, TopKReinforce",
     )
 
     c = sub.add_parser("collect", help="log a behaviour policy's sessions to parquet")

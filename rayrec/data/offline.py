@@ -4,12 +4,14 @@ RLlib reads the parquet parts with ``ray.data.read_parquet`` and maps batches of
 ``OfflinePreLearner`` in Ray Data actors, so reading and decoding scale out with the cluster.
 :class:`LogPreLearner` turns logged rows (item ids) back into the observations the RLModules
 consume (features from the catalog of the log's world) and into one-step episodes, which RLlib's
-learner connectors of the algorithm (DQN/CQL, BC, MARWIL) turn into train batches.
+learner connectors of the algorithm (DQN/CQL, BC, MARWIL, TopKReinforce) turn into train batches.
 
 For Q-learning from logs (DiscreteCQL) with ``n_step`` > 1, :class:`LogOfflineData` first turns
 the rows into n-step transitions: Ray Data groups the rows by episode (``groupby`` +
 ``map_groups``, which also scales out) and :func:`n_step_rows` replaces each row's reward by the
 discounted sum of the next n logged rewards and its next observation by the one n steps later.
+For REINFORCE from logs (TopKReinforce) it adds, the same way, each row's discounted return over
+the rest of its logged lifetime (:func:`return_rows`).
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 from ray.data import DataContext
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 from ray.rllib.offline.offline_data import OfflineData
 from ray.rllib.offline.offline_prelearner import OfflinePreLearner
 
 from rayrec.algorithms.cql import DiscreteCQLConfig
+from rayrec.algorithms.topk_reinforce import LOGGED_PROPENSITY, RETURNS, TopKReinforceConfig
 from rayrec.algorithms.transitions import transition_episode
 from rayrec.contracts.errors import SpecError
 from rayrec.data.logs import validate_log
@@ -40,9 +44,12 @@ __all__ = [
     "N_STEP_COLUMN",
     "LogOfflineData",
     "LogPreLearner",
+    "check_propensities",
     "configure_offline",
+    "discounted_returns",
     "log_env",
     "n_step_rows",
+    "return_rows",
 ]
 
 N_STEP_COLUMN = "n_step"
@@ -96,6 +103,47 @@ def n_step_rows(rows: pa.Table, n: int, gamma: float) -> pa.Table:
     return pa.table(columns)
 
 
+def discounted_returns(
+    episode: np.ndarray, t: np.ndarray, rewards: np.ndarray, gamma: float
+) -> np.ndarray:
+    """(n,) R_t = sum_{j >= 0} gamma^j r_(t+j) over the rest of each row's logged lifetime.
+
+    Rows may come in any order; the result is in theirs. A return runs to the episode's last
+    logged row and stops before a gap in ``t`` (a row the log lacks: what followed is unknown),
+    and nothing is bootstrapped at a truncation (REINFORCE has no critic).
+    """
+    count = len(rewards)
+    order = np.lexsort((t, episode))
+    episode, t = np.asarray(episode)[order], np.asarray(t)[order]
+    sorted_rewards = np.asarray(rewards, dtype=np.float64)[order]
+    index = np.arange(count)
+    breaks = np.flatnonzero((np.diff(t) != 1) | (np.diff(episode) != 0))
+    run_end = np.append(breaks, count - 1)[np.searchsorted(breaks, index)]
+    # Rows grouped by their distance to the run's end: one vectorised step per distance.
+    to_end = run_end - index
+    by_distance = np.argsort(to_end, kind="stable")
+    starts = np.searchsorted(to_end[by_distance], np.arange(to_end.max(initial=0) + 2))
+    out = sorted_rewards.copy()
+    for k in range(1, len(starts) - 1):
+        rows = by_distance[starts[k] : starts[k + 1]]
+        out[rows] += gamma * out[rows + 1]
+    result = np.empty(count)
+    result[order] = out
+    return result
+
+
+def return_rows(rows: pa.Table, gamma: float) -> pa.Table:
+    """Logged rows that hold whole episodes, with the ``returns`` column of
+    :func:`discounted_returns` (float32) appended; rows keep their order."""
+    returns = discounted_returns(
+        rows.column(Col.EPISODE_ID).to_numpy(),
+        rows.column(Col.T).to_numpy(),
+        rows.column(Col.REWARD).to_numpy(),
+        gamma,
+    )
+    return rows.append_column(RETURNS, pa.array(returns.astype(np.float32)))
+
+
 def _add_bucket(rows: pa.Table, buckets: int) -> pa.Table:
     """``map_batches`` function: the ``_bucket`` column, episode id modulo ``buckets``."""
     episode = rows.column(Col.EPISODE_ID).to_numpy()
@@ -121,10 +169,12 @@ def _ordered_blocks() -> Iterator[None]:
 
 
 class LogOfflineData(OfflineData):
-    """RLlib's ``OfflineData`` over a rayrec log, with n-step transitions for DiscreteCQL.
+    """RLlib's ``OfflineData`` over a rayrec log, with n-step transitions for DiscreteCQL and
+    lifetime returns for TopKReinforce.
 
-    With ``n_step`` > 1 the rows are grouped by episode and rewritten by :func:`n_step_rows`
-    (materialized once, so every pass over the data reuses it). The batches the learner reads are
+    With ``n_step`` > 1 the rows are grouped by episode and rewritten by :func:`n_step_rows`; for
+    TopKReinforce :func:`return_rows` adds the returns the same way (either materialized once, so
+    every pass over the data reuses it). The batches the learner reads are
     shuffled locally over ``_SHUFFLE_BATCHES`` train batches of rows, seeded by the run's seed:
     the log holds a lifetime's rows together, and SGD on one user's steps at a time learns worse.
     A user's own ``iter_batches_kwargs`` shuffle settings win.
@@ -143,23 +193,24 @@ class LogOfflineData(OfflineData):
     def _rewrite(self, config: Any) -> None:
         n = offline_n_step(config)
         if n > 1:
-            # Grouping by episode id modulo a bucket count keeps every episode whole inside one
-            # group and lets n_step_rows rewrite many episodes per call (one call per episode
-            # costs seconds per 100k rows).
-            buckets = max(1, -(-self.data.count() // _ROWS_PER_BUCKET))
-            self.data = (
-                self.data.map_batches(
-                    _add_bucket, batch_format="pyarrow", fn_kwargs={"buckets": buckets}
-                )
-                .groupby(_BUCKET, num_partitions=buckets)
-                .map_groups(
-                    n_step_rows,
-                    batch_format="pyarrow",
-                    fn_kwargs={"n": n, "gamma": float(config.gamma)},
-                )
-                .drop_columns([_BUCKET])
-                .materialize()
+            rewrite, kwargs = n_step_rows, {"n": n, "gamma": float(config.gamma)}
+        elif isinstance(config, TopKReinforceConfig):
+            rewrite, kwargs = return_rows, {"gamma": float(config.gamma)}
+        else:
+            return
+        # Grouping by episode id modulo a bucket count keeps every episode whole inside one
+        # group and lets the rewrite handle many episodes per call (one call per episode
+        # costs seconds per 100k rows).
+        buckets = max(1, -(-self.data.count() // _ROWS_PER_BUCKET))
+        self.data = (
+            self.data.map_batches(
+                _add_bucket, batch_format="pyarrow", fn_kwargs={"buckets": buckets}
             )
+            .groupby(_BUCKET, num_partitions=buckets)
+            .map_groups(rewrite, batch_format="pyarrow", fn_kwargs=kwargs)
+            .drop_columns([_BUCKET])
+            .materialize()
+        )
 
 
 def offline_n_step(config: Any) -> int:
@@ -175,9 +226,11 @@ class LogPreLearner(OfflinePreLearner):
         super().__init__(config=config, **kwargs)
         self._sim_config = SimConfig.from_dict(dict(config.env_config["config"]))
         self._catalog = world_catalog(self._sim_config)
-        # DiscreteCQL's learner connector starts with TransitionsToBatch, which batches
-        # transition episodes in bulk; the other algorithms' connectors read plain episodes.
-        self._transitions = isinstance(config, DiscreteCQLConfig)
+        # DiscreteCQL's and TopKReinforce's learner connectors start with TransitionsToBatch,
+        # which batches transition episodes in bulk; the other algorithms' connectors read plain
+        # episodes.
+        self._reinforce = isinstance(config, TopKReinforceConfig)
+        self._transitions = self._reinforce or isinstance(config, DiscreteCQLConfig)
         self._spaces = (observation_space(self._sim_config), action_space(self._sim_config))
         self._serial = 0
 
@@ -229,15 +282,22 @@ class LogPreLearner(OfflinePreLearner):
         truncated: np.ndarray,
         t: np.ndarray,
     ) -> list[SingleAgentEpisode]:
-        """One transition episode per row (o_t, a_t, the row's (n-step) reward, o_(t+n))."""
+        """One transition episode per row (o_t, a_t, the row's (n-step) reward, o_(t+n)), with
+        DiscreteCQL's ``weights`` and ``n_step`` or TopKReinforce's return and logged propensity."""
         n = len(rewards)
         pairs = {k: np.stack([obs[k], nxt[k]], axis=1) for k in obs}
-        steps = (
-            np.asarray(batch[N_STEP_COLUMN], dtype=np.float32)
-            if N_STEP_COLUMN in batch
-            else np.ones(n, dtype=np.float32)
-        )
-        weights = np.ones(1, dtype=np.float32)
+        if self._reinforce:
+            extras = {
+                RETURNS: np.asarray(batch[RETURNS], dtype=np.float32),
+                LOGGED_PROPENSITY: np.asarray(batch[Col.PROPENSITY], dtype=np.float32),
+            }
+        else:
+            steps = (
+                np.asarray(batch[N_STEP_COLUMN], dtype=np.float32)
+                if N_STEP_COLUMN in batch
+                else np.ones(n, dtype=np.float32)
+            )
+            extras = {"weights": np.ones(n, dtype=np.float32), "n_step": steps}
         terminated, truncated, t = terminated.tolist(), truncated.tolist(), t.tolist()
         first = self._serial
         self._serial += n
@@ -247,7 +307,7 @@ class LogPreLearner(OfflinePreLearner):
                 {k: v[i] for k, v in pairs.items()},
                 actions[i : i + 1],
                 rewards[i : i + 1],
-                {"weights": weights, "n_step": steps[i : i + 1]},
+                {key: value[i : i + 1] for key, value in extras.items()},
                 t=t[i],
                 terminated=terminated[i],
                 truncated=truncated[i],
@@ -279,6 +339,11 @@ def configure_offline(config: Any, data: str | Path, env: EnvSpec) -> Any:
     if isinstance(config, DiscreteCQLConfig) and env.config.slate_size != 1:
         raise SpecError(
             f"DiscreteCQL learns Q-values of single items: slate_size must be 1, "
+            f"got {env.config.slate_size} (use BC or MARWIL for slates)"
+        )
+    if isinstance(config, TopKReinforceConfig) and env.config.slate_size != 1:
+        raise SpecError(
+            f"TopKReinforce learns from one logged item per row: slate_size must be 1, "
             f"got {env.config.slate_size} (use BC or MARWIL for slates)"
         )
     logged = SimConfig.from_dict(meta["env"]["config"])
@@ -314,3 +379,26 @@ def configure_offline(config: Any, data: str | Path, env: EnvSpec) -> Any:
         dataset_num_iters_per_learner=1,
     )
     return config
+
+
+def check_propensities(config: Any, data: str | Path) -> None:
+    """TopKReinforce with ``behavior_propensity: logged`` needs every row's logged propensity to
+    be a probability in (0, 1]; SpecError (one line) otherwise. Reads that one column only."""
+    if not isinstance(config, TopKReinforceConfig) or config.behavior_propensity != "logged":
+        return
+    try:
+        _, files = validate_log(data)
+    except LogError as e:
+        raise SpecError(str(e)) from e
+    bad = rows = 0
+    for path in files:
+        column = pq.read_table(path, columns=[Col.PROPENSITY]).column(Col.PROPENSITY)
+        values = column.to_numpy(zero_copy_only=False).astype(np.float64)
+        rows += len(values)
+        bad += int(np.sum(~(np.isfinite(values) & (values > 0) & (values <= 1))))
+    if bad:
+        raise SpecError(
+            f"--data {data}: {bad} of {rows} rows have no valid logged propensity (column "
+            f"{Col.PROPENSITY!r} not in (0, 1]); set training.behavior_propensity=learned to use "
+            "the behaviour head's estimate"
+        )

@@ -51,6 +51,7 @@ MARKETPLACE_REFUSED = {
     "DiscreteCQL": "offline algorithms train on session logs (--data)",
     "BC": "offline algorithms train on session logs (--data)",
     "MARWIL": "offline algorithms train on session logs (--data)",
+    "TopKReinforce": "offline algorithms train on session logs (--data)",
 }
 
 

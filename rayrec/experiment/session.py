@@ -15,7 +15,7 @@ from rayrec.algorithms.apex import APEX_KEY, ApexEnvRunner
 from rayrec.algorithms.env_runner import VectorEnvRunner
 from rayrec.algorithms.faults import CrashOnceVectorEnv
 from rayrec.algorithms.replay import configure_fast_replay
-from rayrec.data.offline import configure_offline
+from rayrec.data.offline import check_propensities, configure_offline
 from rayrec.experiment.sections import (
     algorithm_config_class,
     apply_sections,
@@ -75,6 +75,8 @@ def build_session_config(
     if data is not None:
         configure_offline(config, data, env)
     apply_sections(config, policy)
+    if data is not None:
+        check_propensities(config, data)
     config.rl_module(rl_module_spec=module_spec(policy))
     if policy.apex is not None:
         config.env_runners(env_runner_cls=ApexEnvRunner)

@@ -1,4 +1,5 @@
-"""Offline training end to end: `rayrec collect`, then `rayrec train --data` for CQL, BC, MARWIL."""
+"""Offline training end to end: `rayrec collect`, then `rayrec train --data` for CQL, BC, MARWIL
+and top-K off-policy-corrected REINFORCE."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def log_dir(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("preset", ["cql", "bc", "marwil"])
+@pytest.mark.parametrize("preset", ["cql", "bc", "marwil", "topk_reinforce"])
 def test_offline_train_writes_results(ray_session, log_dir, tmp_path, preset):
     out = tmp_path / preset
     code = main(
@@ -81,6 +82,10 @@ def test_offline_train_writes_results(ray_session, log_dir, tmp_path, preset):
     if preset == "cql":
         # The target network follows the rows consumed: every 256 rows, last at row 768.
         assert last["train/last_target_update_ts"] == 768
+    if preset == "topk_reinforce":
+        # The behaviour head learns the logged actions; weights are capped at weight_cap (10).
+        assert math.isfinite(last["train/behavior_nll"]) and last["train/behavior_nll"] > 0
+        assert 0 < last["train/capped_weight_mean"] <= 10.0
     # The env spec came from the log (no --env): the run folder can be rebuilt from it.
     spec = (out / "spec.yaml").read_text()
     assert "num_items: 800" in spec and str(log_dir.resolve()) in spec

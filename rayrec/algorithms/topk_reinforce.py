@@ -5,13 +5,13 @@ candidates. Logged rows (s_t, a_t) come with the discounted return R_t of the re
 lifetime (:mod:`rayrec.data.offline` adds it) and the behaviour policy's probability beta(a_t|s_t):
 the logged propensity, or the module's behaviour head (a softmax over the same candidates from the
 user state with the gradient stopped, trained by maximum likelihood on the logged actions; paper
-section 4.3). The loss of a batch is the paper's eq. 7 surrogate with capped weights:
+'estimating the behavior policy'). The loss of a batch is the eq. 7 surrogate with capped weights:
 
     L = - mean_rows [ sg( min(pi(a|s) / beta(a|s), c) * lambda_K(s, a) ) * R_t * log pi(a|s) ]
     lambda_K(s, a) = K (1 - pi(a|s))^(K - 1)                                      (eq. 6)
 
-(sg: stop gradient), so its gradient is the paper's top-K corrected policy gradient (eq. 5 with
-eq. 6). K = 1 gives lambda = 1: plain off-policy-corrected REINFORCE (eq. 3 with capping). The
+(sg: stop gradient), so its gradient is the paper's top-K off-policy-corrected policy gradient
+with capped weights. K = 1 gives lambda = 1: plain off-policy-corrected REINFORCE. The
 behaviour head's negative log-likelihood is added; its gradient reaches the head only.
 """
 

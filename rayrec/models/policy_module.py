@@ -37,11 +37,11 @@ BEHAVIOR_LOGITS = "behavior_logits"
 
 
 class BehaviorHead(nn.Module):
-    """Scores of the behaviour policy beta(a|s) (Chen et al. 2019, section 4.3): a dot product of
-    the user vector with candidate embeddings of the head's own item tower, plus a per-candidate
-    bias. The user vector is detached, so the head's gradient does not reach the shared user
-    tower (the paper's blocked gradient): the behaviour estimate does not shape the policy's
-    state."""
+    """Scores of the behaviour policy beta(a|s), estimated as in Chen et al. 2019: a dot product
+    of the user vector with candidate embeddings of the head's own item tower, plus a
+    per-candidate bias. The user vector is detached, so the head's gradient does not reach the
+    shared user tower (the paper's blocked gradient): the behaviour estimate does not shape the
+    policy's state."""
 
     def __init__(self, observation_space: gym.spaces.Dict, hidden: int) -> None:
         super().__init__()

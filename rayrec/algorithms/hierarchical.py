@@ -8,15 +8,25 @@ RLlib 2.60's PPO learner builds one ``GeneralAdvantageEstimation(gamma=config.ga
 module (``ray/rllib/algorithms/ppo/ppo_learner.py``), so per-module gammas would be silently
 ignored in the advantages; :class:`PerModuleGammaPPOLearner` swaps in :class:`PerModuleGammaGAE`,
 which reads ``config.get_config_for_module(module_id)`` (gamma and lambda).
+
+It also restores the bootstrap at the ``max_sessions`` bound: RLlib 2.60's ``MultiAgentEpisode``
+marks every agent terminated as soon as all agents are done, truncated ones included ("Case 2" in
+``ray/rllib/env/multi_agent_episode.py``), so a lifetime cut by the bound (truncated, the user
+would have come back) lost its value V(s_T) as if the user had left. ``HierarchicalSessionEnv``
+never sets both flags, so a step flagged both is a truncation.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import torch
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.connectors.learner import GeneralAdvantageEstimation
+from ray.rllib.core.columns import Columns
 from ray.rllib.utils.annotations import override
+from ray.rllib.utils.numpy import convert_to_numpy
 
 __all__ = ["PerModuleGammaGAE", "PerModuleGammaPPOLearner"]
 
@@ -44,6 +54,7 @@ class PerModuleGammaGAE(GeneralAdvantageEstimation):
     def __call__(self, *, rl_module: Any, episodes: Any, batch: dict, **kwargs: Any) -> Any:
         try:
             for module_id in list(batch):
+                _truncation_is_not_termination(batch[module_id])
                 self.gamma = self.gammas.get(module_id, self.default_gamma)
                 self.lambda_ = self.lambdas.get(module_id, self.default_lambda)
                 # The parent writes advantages and value targets into batch[module_id] in place;
@@ -59,13 +70,26 @@ class PerModuleGammaGAE(GeneralAdvantageEstimation):
         return batch
 
 
+def _truncation_is_not_termination(module_batch: dict) -> None:
+    """Clear ``terminateds`` where ``truncateds`` is set too, in place (numpy or torch (B,))."""
+    if Columns.TERMINATEDS not in module_batch or Columns.TRUNCATEDS not in module_batch:
+        return
+    terminated = module_batch[Columns.TERMINATEDS]
+    flags = convert_to_numpy(terminated)
+    both = flags.astype(bool) & convert_to_numpy(module_batch[Columns.TRUNCATEDS]).astype(bool)
+    if not both.any():
+        return
+    flags = np.where(both, np.zeros_like(flags), flags)
+    if isinstance(terminated, torch.Tensor):
+        flags = torch.as_tensor(flags, device=terminated.device)
+    module_batch[Columns.TERMINATEDS] = flags
+
+
 class PerModuleGammaPPOLearner(PPOTorchLearner):
     """PPO's torch learner with :class:`PerModuleGammaGAE` in place of the one-gamma GAE."""
 
     @override(PPOTorchLearner)
     def build(self) -> None:
-        import torch
-
         # Torch's default intra-op threads (one per core) thrash when env runners share those
         # cores: on 2 busy CPUs a learner update took 13x longer than with one thread (measured:
         # 34 s vs 2.5 s per 4096-step PPO iteration). A learner uses the CPUs it was given.

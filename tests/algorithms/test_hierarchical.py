@@ -248,21 +248,13 @@ def _value_in_obs_module():
     return ValueInObs
 
 
-# RLlib 2.60's MultiAgentEpisode.add_env_step sets is_terminated when every agent is done,
-# truncated ones included ("Case 2" in ray/rllib/env/multi_agent_episode.py), and passes it on to
-# every agent's episode: at the max_sessions bound both levels are marked terminated *and*
-# truncated, so GAE drops the bootstrap V(s_T) as after a churn.
-_BOUND_DROPS_BOOTSTRAP = pytest.mark.xfail(
-    strict=True,
-    reason="RLlib 2.60 MultiAgentEpisode marks all-truncated agents terminated: no bootstrap",
-)
-
-
 @pytest.mark.parametrize(
     "episode",
     [
         pytest.param(0, id="churn"),
-        pytest.param(1, id="max-sessions-bound", marks=_BOUND_DROPS_BOOTSTRAP),
+        # RLlib 2.60's MultiAgentEpisode marks every agent terminated once all are done, truncated
+        # ones included; PerModuleGammaGAE restores the bootstrap V(s_T) at the bound.
+        pytest.param(1, id="max-sessions-bound"),
     ],
 )
 @pytest.mark.parametrize(("lambda_high", "lambda_low"), list(HAND_TARGETS))

@@ -226,11 +226,11 @@ class _ReplicateSums:
     def _row_stats(
         self, idx: np.ndarray, pi_all: np.ndarray, u: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Per-row statistics of the rows ``idx``: their sum (float64) and the rows (float32),
-        [x_j x_l (with ``outer``), x y, and without ``exact``: the frozen-pattern terms of q_pi
-        and of u_j q(x, a)]."""
+        """Per-row statistics of the rows ``idx``: their sum (float64) and the rows, transposed
+        (width, len(idx)) float32: [x_j x_l (with ``outer``), x y, and without ``exact``: the
+        frozen-pattern terms of q_pi and of u_j q(x, a)]."""
         model, (left, right) = self.model, self.pairs
-        total, rows_out = None, []
+        total, rows_out = None, None
         chunk = max(1, _BLOCK_ENTRIES // (len(left) + 1))
         for start in range(0, len(idx), chunk):
             rows = idx[start : start + chunk]
@@ -259,8 +259,10 @@ class _ReplicateSums:
                     parts += [w * x * logged_free, w * logged_fixed]
             stats = np.concatenate(parts, axis=1)
             total = stats.sum(axis=0) if total is None else total + stats.sum(axis=0)
-            rows_out.append(stats.astype(np.float32))
-        return total, np.concatenate(rows_out, axis=0)
+            if rows_out is None:
+                rows_out = np.empty((stats.shape[1], len(idx)), dtype=np.float32)
+            rows_out[:, start : start + len(rows)] = stats.T
+        return total, rows_out
 
     def __call__(self, counts: np.ndarray) -> np.ndarray:
         if self._last is not None and self._last[0] is counts:
@@ -275,7 +277,9 @@ class _ReplicateSums:
         sums, grams, xtys, parts = [], [], [], []
         for k, fold in enumerate(self.folds):
             d = np.subtract(ordered[:, self.edges[k] : self.edges[k + 1]], 1, dtype=np.float32)
-            s = fold["total"] + (d @ fold["stats"]).astype(np.float64)
+            # (width, n_k) @ (n_k, B): OpenBLAS runs this layout 2-3 times faster than
+            # (B, n_k) @ (n_k, width) when n_k is large and B small.
+            s = fold["total"] + (fold["stats"] @ d.T).T.astype(np.float64)
             c = d.astype(np.float64) + 1.0 if self.exact or not self.outer else None
             if self.outer:
                 gram = np.zeros((len(s), p, p))

@@ -16,6 +16,7 @@ from rayrec.ope import (
     TrajectoryLog,
     estimate_step,
     estimate_trajectory,
+    reward_model,
 )
 from rayrec.ope.estimate import bootstrap_ci
 from rayrec.ope.reward_model import CrossFitRidge, ridge_fit
@@ -162,6 +163,57 @@ def test_bootstrap_batches_do_not_change_the_resamples():
     for entries in (37 * 7, 1):
         batched = bootstrap_ci({"mean": mean}, 37, 50, seed=3, batch_entries=entries)["mean"]
         assert batched == pytest.approx(whole, rel=1e-12)
+
+
+def _reference_step(log: StepLog, config: EstimatorConfig) -> dict[str, tuple[float, float]]:
+    """The step estimators' intervals one replicate at a time, as written in ``rayrec.ope.step``:
+    the bootstrap's seeded stream, a weighted ridge fit per fold and replicate, np.percentile."""
+    model = CrossFitRidge(
+        log.context,
+        log.action_features,
+        log.action,
+        log.reward,
+        config.n_folds,
+        config.ridge,
+        config.seed,
+    )
+    w, r = log.weights, log.reward
+    sw = np.where(w <= config.switch_tau, w, 0.0)
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0xB007]))
+    draws = []
+    for _ in range(config.n_bootstrap):
+        c = np.bincount(rng.integers(0, log.n, log.n), minlength=log.n).astype(float)
+        q_pi, q_w, q_sw = _refit_by_hand(model, log.eval_dist, np.stack([w, sw], axis=1), c)
+        size, wr, w_sum, swr = c.sum(), c @ (w * r), c @ w, c @ (sw * r)
+        draws.append(
+            {
+                "ipw": wr / size,
+                "snipw": wr / w_sum,
+                "dm": q_pi / size,
+                "dr": (q_pi + wr - q_w) / size,
+                "sndr": q_pi / size + (wr - q_w) / w_sum,
+                "switch-dr": (q_pi + swr - q_sw) / size,
+            }
+        )
+    return {name: tuple(np.percentile([d[name] for d in draws], [2.5, 97.5])) for name in draws[0]}
+
+
+@pytest.mark.parametrize("exact", [True, False], ids=["exact", "frozen-clip-pattern"])
+def test_step_intervals_match_a_per_replicate_reference(exact, monkeypatch):
+    # Per-row candidates; clicks for the exact refit (clipped predictions), and for the frozen
+    # clip pattern rewards whose range no prediction reaches (there it is exact too).
+    context, features, action, reward, pi, _ = _problem(False, n=300, spread=0.05)
+    if exact:
+        reward = (reward > 0.5).astype(float)
+    else:
+        reward[:8] = [-5.0, 5.0] * 4
+        monkeypatch.setattr(reward_model, "EXACT_PAIRS", 0)
+    pscore = np.random.default_rng(7).uniform(0.1, 1.0, len(reward))
+    log = StepLog(reward, pscore, action, pi, context, features)
+    config = EstimatorConfig(n_bootstrap=100, seed=4, switch_tau=2.0)
+    got = estimate_step(log, config=config)
+    for name, ci in _reference_step(log, config).items():
+        assert got[name].ci95 == pytest.approx(ci, rel=1e-6), name
 
 
 def _trajectories(n: int = 30, horizon: int = 5, d: int = 3, seed: int = 0) -> TrajectoryLog:

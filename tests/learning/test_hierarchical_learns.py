@@ -11,7 +11,9 @@ Measured before this test was written (2000 users; greedy 12.39 +- 0.43): seed 0
 (12.45 +- 0.64). Rerun 2026-12-06 at 60 iterations: 13.886 +- 0.676 against greedy's
 12.395 +- 0.430 (347 s with the evaluation), the same numbers (seeded runs repeat exactly). On
 the scenario's earlier ``satisfaction_quality_weight`` 0.5 even the non-peeking hand-written
-heuristic stayed below greedy (docs/hierarchical.md).
+heuristic stayed below greedy (docs/hierarchical.md). With the bootstrap at the max_sessions bound
+restored (``PerModuleGammaGAE``, 2026-12-07; both levels lost V(s_T) there before): 16.93 +- 0.82
+at 60 iterations (657 s on a slow host).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ Run folder (``rayrec train --out RUN``)::
     RUN/spec.yaml            resolved env + policy + run options; the run can be rebuilt from it
     RUN/metrics.jsonl        one JSON line per training iteration
     RUN/checkpoints/latest   last periodic checkpoint (RLlib Algorithm checkpoint)
-    RUN/checkpoints/best     checkpoint with the best training return so far
+    RUN/checkpoints/best     of the checkpointed iterations (every checkpoint_every, and the
+                             last), the one with the best training return
     RUN/checkpoints/final    checkpoint at the end of training
     RUN/checkpoints/selected with evaluation.select_every: the checkpoint with the best return on
                              the validation users (other users than the final evaluation's)

@@ -112,6 +112,19 @@ def save_checkpoint(algo: Any, folder: RunFolder, name: str, progress: dict[str,
     fsync_dir(folder.checkpoints)
 
 
+def copy_checkpoint(folder: RunFolder, source: str, name: str) -> None:
+    """Copy ``checkpoints/SOURCE`` to ``checkpoints/NAME`` (written beside it, then swapped in):
+    a second name for a checkpoint just saved, without asking the algorithm for its state again
+    (with a remote learner that waits for the learner's queue, seconds per checkpoint)."""
+    tmp = folder.checkpoints / f".{name}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(folder.checkpoint(source), tmp)
+    fsync_dir(tmp)
+    swap_dir(tmp, folder.checkpoint(name))
+    fsync_dir(folder.checkpoints)
+
+
 def read_progress(checkpoint: Path) -> dict[str, Any]:
     """The progress sidecar of a checkpoint ({} for checkpoints written before it existed)."""
     path = checkpoint / PROGRESS_FILE

@@ -32,6 +32,7 @@ from rayrec.evaluation.compare import behavior_results, evaluate_run_checkpoint,
 from rayrec.experiment import build_config, env_kind
 from rayrec.ope.report import training_log_estimates
 from rayrec.run.folder import (
+    copy_checkpoint,
     json_default,
     plot_curve,
     read_progress,
@@ -202,6 +203,25 @@ def train(
     return results
 
 
+def _keep_if_best(
+    folder: RunFolder,
+    best_file: Path,
+    best: float,
+    ret: float | None,
+    iteration: int,
+    source: str,
+) -> float:
+    """Copy checkpoint ``source`` (just saved) to ``best`` when its mean training return beats
+    the best kept so far; returns the best. Only checkpointed iterations (every
+    ``checkpoint_every`` and the last) are candidates: saving an IMPALA/APPO algorithm at every
+    new best took 5-10 s each, half of a 480 s budget."""
+    if ret is None or not ret > best:
+        return best
+    copy_checkpoint(folder, source, "best")
+    atomic_write_text(best_file, json.dumps({"return": ret, "iteration": iteration}))
+    return ret
+
+
 def _train_loop(
     algo: Any,
     folder: RunFolder,
@@ -256,14 +276,9 @@ def _train_loop(
                 )
                 mark = {"iteration": iteration, "seconds": seconds}
                 ret = row["episode_return_mean"]
-                if ret is not None and ret > best:
-                    best = ret
-                    save_checkpoint(algo, folder, "best", mark)
-                    atomic_write_text(
-                        best_file, json.dumps({"return": best, "iteration": iteration})
-                    )
                 if iteration % options.checkpoint_every == 0:
                     save_checkpoint(algo, folder, "latest", mark)
+                    best = _keep_if_best(folder, best_file, best, ret, iteration, "latest")
                 if selection is not None and iteration % options.select_every == 0:
                     selection.consider(algo, iteration, log)
                 if (
@@ -282,6 +297,9 @@ def _train_loop(
     mark = {"iteration": int(algo.iteration), "seconds": seconds}
     save_checkpoint(algo, folder, "latest", mark)
     save_checkpoint(algo, folder, "final", mark)
+    best = _keep_if_best(
+        folder, best_file, best, row.get("episode_return_mean"), int(algo.iteration), "final"
+    )
     chosen = "final"
     if selection is not None and interrupted is None:
         if selection.last != int(algo.iteration):

@@ -9,7 +9,7 @@ import pytest
 
 from rayrec.contracts.layout import RunFolder
 from rayrec.run.folder import read_metrics, read_progress, restore_checkpoint, trim_metrics
-from rayrec.run.loop import _nothing_left
+from rayrec.run.loop import _keep_if_best, _nothing_left
 from rayrec.run.options import RunOptions
 from rayrec.specs import SpecError
 
@@ -56,7 +56,7 @@ class _Algo:
 
 def _checkpoint(folder: RunFolder, name: str, text: str) -> None:
     path = folder.checkpoint(name)
-    path.mkdir(parents=True)
+    path.mkdir(parents=True, exist_ok=True)
     (path / "state").write_text(text)
 
 
@@ -104,3 +104,27 @@ def test_a_resume_with_nothing_left_says_what_to_pass(iterations, budget, iterat
         assert reason is None
     else:
         assert why in reason and "--iterations" in reason and "--time-budget" in reason
+
+
+def test_best_is_a_copy_of_the_checkpoint_that_beat_it(tmp_path):
+    folder = RunFolder(tmp_path / "run")
+    best_file = folder.checkpoints / "best.json"
+    _checkpoint(folder, "latest", "iteration 5")
+    best = _keep_if_best(folder, best_file, -float("inf"), 3.0, 5, "latest")
+    assert best == 3.0
+    assert (folder.checkpoint("best") / "state").read_text() == "iteration 5"
+    assert json.loads(best_file.read_text()) == {"return": 3.0, "iteration": 5}
+
+    # A lower return, or none (an iteration without finished episodes), keeps the best.
+    _checkpoint(folder, "latest", "iteration 10")
+    assert _keep_if_best(folder, best_file, best, 2.0, 10, "latest") == 3.0
+    assert _keep_if_best(folder, best_file, best, None, 10, "latest") == 3.0
+    assert (folder.checkpoint("best") / "state").read_text() == "iteration 5"
+
+    # A higher one replaces it, from whichever checkpoint was just written (here: final).
+    _checkpoint(folder, "final", "iteration 12")
+    assert _keep_if_best(folder, best_file, best, 4.5, 12, "final") == 4.5
+    assert (folder.checkpoint("best") / "state").read_text() == "iteration 12"
+    assert json.loads(best_file.read_text()) == {"return": 4.5, "iteration": 12}
+    assert not (folder.checkpoints / ".best.tmp").exists()
+    assert (folder.checkpoint("latest") / "state").read_text() == "iteration 10"

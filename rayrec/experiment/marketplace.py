@@ -14,6 +14,7 @@ from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.tune.registry import register_env
 
+from rayrec.algorithms.ordered import sorted_learner
 from rayrec.envs.marketplace.config import training_market_config, validate_multi_agent
 from rayrec.envs.marketplace.env import MarketplaceEnv, agent_role
 from rayrec.experiment.sections import (
@@ -101,4 +102,5 @@ def build_marketplace_config(env_spec: Any, policy: Any, seed: int = 0) -> Any:
         policies_to_train=sorted(specs),
     )
     config.rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs=specs))
+    sorted_learner(config)
     return seeded_and_validated(config, seed)

@@ -23,7 +23,8 @@ from rayrec.specs import EnvSpec, PolicySpec, apply_overrides, load_yaml
 pytestmark = pytest.mark.learning
 
 ROOT = Path(__file__).resolve().parents[2]
-ITERATIONS = 80  # x 10 learner updates of 512 logged rows
+ITERATIONS = 40  # x 10 learner updates of 512 logged rows
+USERS = 2000
 
 
 def _train(env, preset: str, data: Path, out: Path, overrides: list[str]) -> dict:
@@ -32,7 +33,7 @@ def _train(env, preset: str, data: Path, out: Path, overrides: list[str]) -> dic
         out=out,
         seed=0,
         iterations=ITERATIONS,
-        eval_users=4000,
+        eval_users=USERS,
         baselines=(),
         checkpoint_every=ITERATIONS,
         data=data,

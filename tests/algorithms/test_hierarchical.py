@@ -404,14 +404,15 @@ print(repr([round(e.get_return(), 6) for e in episodes]))
 
 @pytest.mark.integration
 def test_one_seed_samples_the_same_episodes_whatever_the_hash_seed() -> None:
-    # Hash seeds 1 and 4 iterate {"high", "low"} in opposite orders: with a set of policies the
-    # modules (and their draws from the seeded RNGs) were ordered differently from run to run.
+    # Hash seeds 1 and 2 iterate {"high", "low"} in opposite orders (1 and 4, used here before
+    # 2026-12-07, iterate it the same way): with a set of policies the modules (and their draws
+    # from the seeded RNGs) were ordered differently from run to run.
     import os
     import subprocess
     import sys
 
     outputs = []
-    for hash_seed in ("1", "4"):
+    for hash_seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(ROOT)}
         done = subprocess.run(
             [sys.executable, "-c", _SAMPLE],

@@ -16,7 +16,7 @@ would have come back) lost its value V(s_T) as if the user had left. ``Hierarchi
 never sets both flags, so a step flagged both is a truncation.
 
 Like every multi-agent learner of rayrec it sorts the train batch's modules
-(:class:`rayrec.algorithms.ordered.SortedModulesMixin`), so that a seeded run repeats.
+(:class:`rayrec.algorithms.ordered.SortedModulesPPOLearner`), so that a seeded run repeats.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.utils.annotations import override
 from ray.rllib.utils.numpy import convert_to_numpy
 
-from rayrec.algorithms.ordered import SortedModulesMixin
+from rayrec.algorithms.ordered import SortedModulesPPOLearner
 
 __all__ = ["PerModuleGammaGAE", "PerModuleGammaPPOLearner"]
 
@@ -90,7 +90,7 @@ def _truncation_is_not_termination(module_batch: dict) -> None:
     module_batch[Columns.TERMINATEDS] = flags
 
 
-class PerModuleGammaPPOLearner(SortedModulesMixin, PPOTorchLearner):
+class PerModuleGammaPPOLearner(SortedModulesPPOLearner):
     """PPO's torch learner with :class:`PerModuleGammaGAE` in place of the one-gamma GAE."""
 
     @override(PPOTorchLearner)

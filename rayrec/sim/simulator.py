@@ -116,11 +116,11 @@ class SessionSimulator:
         self._window_due = False
         self._window_cache: tuple[np.ndarray, np.ndarray] | None = None
         self._rows = np.arange(b)
-        # Flat index of each row's first pool slot, plus 0..M-1: a window is one gather (13x
-        # cheaper than a sliding-window view at B = 1, the per-user envs' case; the same at 4096).
-        self._window_base = (self._rows * (p + m))[:, None] + np.arange(m)
         # Flat offsets of each row, for 1-D gathers (cheaper than 2-D fancy indexing).
         self._pool_row = self._rows * (p + m)
+        # Each row's pool offset plus 0..M-1: a window is one gather (13x cheaper than a
+        # sliding-window view at B = 1, the per-user envs' case; the same at 4096).
+        self._window_base = self._pool_row[:, None] + np.arange(m)
         self._fatigue_row = self._rows * t
 
     # ---- lifecycle -----------------------------------------------------------------------------

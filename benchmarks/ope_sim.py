@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from rayrec.ope import EstimatorConfig, estimate_step, estimate_trajectory
+from rayrec.ope.network_fqe import NetworkFQEConfig
 from rayrec.ope.policies import (
     collect_with_step_truth,
     ground_truth,
@@ -72,6 +73,12 @@ def main() -> None:
         action="store_true",
         help="intervals with the models fitted once (as the study's first 17 seeds were run)",
     )
+    parser.add_argument(
+        "--network-fqe",
+        action="store_true",
+        help="also fqe and dr-rl with rayrec's candidate Q network (rows 'fqe (network)' and "
+        "'dr-rl (network)'; minutes per policy and seed)",
+    )
     args = parser.parse_args()
     if args.from_json is not None:
         table = summarise(json.loads(args.from_json.read_text()), args)
@@ -98,20 +105,30 @@ def main() -> None:
                 env, args.behavior, args.users, log_dir, seed, policies
             )
             for label, name in names.items():
-                logs, policy = load_sim_logs(log_dir, name, seed)
+                network = NetworkFQEConfig(seed=seed) if args.network_fqe else None
+                logs, policy = load_sim_logs(log_dir, name, seed, network_fqe=network)
                 truth = {"step": step_truth[label], "trajectory": ground_truth(logs, policy)}
                 found = {
                     "step": estimate_step(logs.step, config=config),
                     "trajectory": estimate_trajectory(logs.trajectory, config=config),
                 }
+                if network is not None:
+                    found["trajectory"].update(
+                        {
+                            f"{key} (network)": e
+                            for key, e in estimate_trajectory(
+                                logs.trajectory, ("fqe", "dr-rl"), config, logs.q_values
+                            ).items()
+                        }
+                    )
                 for level, estimates in found.items():
-                    for e in estimates.values():
+                    for key, e in estimates.items():
                         rows.append(
                             {
                                 "seed": seed,
                                 "policy": label,
                                 "level": level,
-                                "estimator": e.name,
+                                "estimator": key,
                                 "value": e.value,
                                 "ci95": list(e.ci95),
                                 "ess": e.ess,

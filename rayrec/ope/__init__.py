@@ -1,8 +1,8 @@
 """Off-policy evaluation: what a new policy would earn, estimated from logs of another one.
 
 The estimator modules (``estimate``, ``reward_model``, ``step``, ``slate``, ``trajectory``,
-``bts``) are numpy only. ``rayrec.ope.policies`` is the one adapter to the rest of rayrec (logs,
-baselines, checkpoints); ``rayrec.ope.report`` makes the ``ope`` block of an offline training
+``bts``) are numpy only; ``network_fqe`` fits a torch Q network for ``fqe`` and ``dr-rl``.
+``rayrec.ope.policies`` is the one adapter to the rest of rayrec (logs, baselines, checkpoints); ``rayrec.ope.report`` makes the ``ope`` block of an offline training
 run's results.json; ``rayrec.ope.cli`` is the ``rayrec ope`` command. Guide: docs/ope.md.
 """
 

@@ -22,7 +22,7 @@ from rayrec.ope.slate import estimate_slate
 from rayrec.ope.step import STEP_ESTIMATORS, estimate_step
 from rayrec.ope.trajectory import TRAJECTORY_ESTIMATORS, estimate_trajectory
 
-__all__ = ["LEVELS", "OPEError", "add_parser", "run"]
+__all__ = ["FQE", "LEVELS", "OPEError", "add_parser", "run"]
 
 EXIT_USAGE = 2
 LEVELS = {
@@ -31,6 +31,8 @@ LEVELS = {
     "trajectory": TRAJECTORY_ESTIMATORS,
 }
 """Estimators per level (``iips`` needs marginal probabilities, which logs do not carry)."""
+FQE = ("linear", "network")
+"""Q functions of ``fqe`` and ``dr-rl``: linear in hand-made features, or the candidate Q network."""
 
 
 class OPEError(ValueError):
@@ -61,6 +63,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="bootstrap, folds, Monte Carlo (default 0)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (1000)")
     p.add_argument("--switch-tau", type=float, default=10.0, help="Switch-DR weight threshold (10)")
+    p.add_argument(
+        "--fqe",
+        default="linear",
+        help="Q function of fqe and dr-rl (trajectory level): linear (ridge on hand-made "
+        "features, refitted per bootstrap replicate; default) or network (rayrec's candidate Q "
+        "network fitted once on the whole log; minutes on a CPU)",
+    )
+    p.add_argument(
+        "--fqe-phases", type=int, default=None, help="--fqe network: target refreshes (default 200)"
+    )
+    p.add_argument(
+        "--fqe-updates", type=int, default=None, help="--fqe network: Adam steps per phase (12)"
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=run)
     return p
@@ -102,13 +117,25 @@ def evaluate_sim(
     estimators: tuple[str, ...],
     config: EstimatorConfig,
     mode: str = "sample",
+    fqe: str = "linear",
+    fqe_options: dict[str, int] | None = None,
 ) -> tuple[dict[str, Estimate], float | None]:
     """Estimates and ground truth for a ``rayrec collect`` log; a checkpoint chooses by ``mode``
-    (``sample`` or ``greedy``)."""
+    (``sample`` or ``greedy``); ``fqe`` and ``dr-rl`` use the ``fqe`` Q function (:data:`FQE`)."""
     # The adapter imports the simulator and Ray's RLModule loader: only when a log needs it.
+    from rayrec.ope.network_fqe import NetworkFQEConfig
     from rayrec.ope.policies import ground_truth, load_sim_logs
 
-    logs, eval_policy = load_sim_logs(folder, policy, seed=config.seed, mode=mode)
+    if fqe not in FQE:
+        raise OPEError(f"--fqe {fqe!r}: must be one of {', '.join(FQE)}")
+    network = (
+        NetworkFQEConfig(seed=config.seed, **(fqe_options or {}))
+        if fqe == "network" and level == "trajectory" and {"fqe", "dr-rl"} & set(estimators)
+        else None
+    )
+    logs, eval_policy = load_sim_logs(
+        folder, policy, seed=config.seed, mode=mode, network_fqe=network, gamma=config.gamma
+    )
     if level == "step":
         if logs.step is None:
             raise OPEError(f"{folder} logs slates of {logs.config.slate_size}: use --level slate")
@@ -116,7 +143,8 @@ def evaluate_sim(
         return estimate_step(logs.step, estimators, config), None
     if level == "slate":
         return estimate_slate(logs.slate, estimators, config), None
-    return estimate_trajectory(logs.trajectory, estimators, config), ground_truth(logs, eval_policy)
+    estimates = estimate_trajectory(logs.trajectory, estimators, config, q_values=logs.q_values)
+    return estimates, ground_truth(logs, eval_policy)
 
 
 def _table(data: str, policy: str, truth: float | None, estimates: dict[str, Estimate]) -> None:
@@ -147,16 +175,26 @@ def run(args: argparse.Namespace) -> int:
         config = EstimatorConfig(
             seed=args.seed, n_bootstrap=args.bootstrap, switch_tau=args.switch_tau
         )
+        fqe_options = {
+            name: value
+            for name, value in (("phases", args.fqe_phases), ("updates", args.fqe_updates))
+            if value is not None
+        }
+        if fqe_options and args.fqe != "network":
+            raise OPEError("--fqe-phases and --fqe-updates apply to --fqe network")
         if args.data.startswith("obd:"):
             if args.mode != "sample":
                 raise OPEError(f"--mode {args.mode}: applies to checkpoints on simulator logs")
+            if args.fqe != "linear" or fqe_options:
+                raise OPEError(f"--fqe {args.fqe}: applies to simulator logs (trajectory level)")
             found = evaluate_obd(args.data[4:], args.policy, args.level, estimators, config)
         else:
             from rayrec.ope.policies import USER_ERRORS
 
             try:
                 found = evaluate_sim(
-                    args.data, args.policy, args.level, estimators, config, args.mode
+                    *(args.data, args.policy, args.level, estimators, config, args.mode),
+                    *(args.fqe, fqe_options),
                 )
             except USER_ERRORS as e:
                 raise OPEError(str(e)) from e

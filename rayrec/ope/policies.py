@@ -16,7 +16,7 @@ its scores (Plackett-Luce for slates), as ``collect --behavior checkpoint:PATH``
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -35,6 +35,7 @@ from rayrec.evaluation.baselines import (
 from rayrec.evaluation.collect import parse_behavior, run_behavior
 from rayrec.evaluation.policies import ModulePolicy
 from rayrec.evaluation.simulate import evaluate
+from rayrec.ope.network_fqe import NetworkFQEConfig, fit_network_fqe
 from rayrec.ope.slate import SlateLog
 from rayrec.ope.step import StepLog
 from rayrec.ope.trajectory import TrajectoryLog
@@ -186,6 +187,8 @@ class SimLogs:
     """None when the log has slates (k > 1): use the slate level."""
     slate: SlateLog
     trajectory: TrajectoryLog
+    q_values: tuple[np.ndarray, np.ndarray] | None = None
+    """(Q, V), each (N, T), of the network FQE when asked for (``fqe`` and ``dr-rl`` use them)."""
 
 
 def _features(obs: dict[str, np.ndarray]) -> np.ndarray:
@@ -222,6 +225,8 @@ class _Rows:
     """(n, M, 4) observable action features."""
     reward: np.ndarray
     context: np.ndarray
+    obs: dict[str, np.ndarray] | None = None
+    """Every row's observation (only when read with ``keep_obs``)."""
 
     @property
     def n(self) -> int:
@@ -234,9 +239,11 @@ def _read_rows(
     seed: int,
     mode: str,
     max_rows: int | None = None,
+    keep_obs: bool = False,
 ) -> tuple[_Rows, EvalPolicy, int]:
     """The log's rows (a seeded uniform sample of ``max_rows`` of them when it has more) with the
-    evaluation policy on each; also the policy and the log's number of rows."""
+    evaluation policy on each; also the policy and the log's number of rows. ``keep_obs`` keeps
+    every row's observation (``_Rows.obs``)."""
     table = read_log(folder)
     meta = read_log_meta(folder)
     config = SimConfig.from_dict(meta["env"]["config"])
@@ -257,9 +264,12 @@ def _read_rows(
     eval_seq = np.empty((n, k))
     dist = np.empty((n, m)) if k == 1 else None
     feats = np.empty((n, m, 4), dtype=np.float32)
+    kept: list[dict[str, np.ndarray]] = []
     for start in range(0, n, CHUNK):
         part = {name: col.slice(start, CHUNK) for name, col in columns.items()}
         obs = expand_observations(part, catalog, config)
+        if keep_obs:
+            kept.append(obs)
         stop = start + len(obs[Obs.ACTION_MASK])
         eval_seq[start:stop] = policy.sequential_probs(obs, action[start:stop], k)
         feats[start:stop] = _features(obs)
@@ -270,6 +280,8 @@ def _read_rows(
     rows = _Rows(
         config, meta, columns, propensities, action, eval_seq, dist, feats, reward, context
     )
+    if keep_obs:
+        rows = replace(rows, obs={key: np.concatenate([o[key] for o in kept]) for key in kept[0]})
     return rows, policy, total
 
 
@@ -288,19 +300,28 @@ def _step_log(rows: _Rows) -> StepLog | None:
 
 
 def load_sim_logs(
-    folder: str | Path, policy_name: str, seed: int = 0, mode: str = "sample"
+    folder: str | Path,
+    policy_name: str,
+    seed: int = 0,
+    mode: str = "sample",
+    network_fqe: NetworkFQEConfig | None = None,
+    gamma: float = 1.0,
 ) -> tuple[SimLogs, EvalPolicy]:
     """Read a ``rayrec collect`` log and compute the evaluation policy (choosing by ``mode``) on
-    every logged row."""
-    rows, policy, _ = _read_rows(folder, policy_name, seed, mode)
+    every logged row. With ``network_fqe`` also fit FQE with rayrec's candidate Q network on the
+    whole log (discount ``gamma``; single-item decisions only): ``SimLogs.q_values``."""
+    if network_fqe is not None and not isinstance(network_fqe, NetworkFQEConfig):
+        raise TypeError("network_fqe must be a NetworkFQEConfig")
+    rows, policy, _ = _read_rows(folder, policy_name, seed, mode, keep_obs=network_fqe is not None)
     n, k = rows.n, rows.config.slate_size
     responses_click = column_array(rows.columns[Col.CLICK_POSITION], n).reshape(n)
     per_position = np.zeros((n, k))
     clicked = responses_click >= 0
     per_position[np.flatnonzero(clicked), responses_click[clicked]] = rows.reward[clicked]
     slate = SlateLog(rewards=per_position, behavior_seq=rows.propensities, eval_seq=rows.eval_seq)
+    index = _lifetime_index(rows.columns)
     trajectory = _trajectories(
-        rows.columns,
+        index,
         n,
         rows.reward,
         rows.eval_seq.prod(axis=1),
@@ -311,7 +332,48 @@ def load_sim_logs(
         rows.context,
         rows.config,
     )
-    return SimLogs(rows.config, rows.meta, _step_log(rows), slate, trajectory), policy
+    q_values = None
+    if network_fqe is not None:
+        q, v = _network_q_values(rows, index, gamma, network_fqe)
+        q_values = (index.pad(q), index.pad(v))
+    return SimLogs(rows.config, rows.meta, _step_log(rows), slate, trajectory, q_values), policy
+
+
+def fqe_network(config: SimConfig, seed: int = 0) -> Any:
+    """The network FQE fits: rayrec's candidate Q network (DQN family: dueling, the gated
+    history pool, the candidate context and the relation head of ``policies/apex_dqn.yaml``),
+    initialised from ``seed``."""
+    import torch
+
+    from rayrec.contracts.model_config import ModelConfig
+    from rayrec.envs.observation import observation_space
+    from rayrec.models.q_module import CandidateQNetwork
+
+    model = ModelConfig(encoder="gated", hidden=64, candidate_context=True, relations=True)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return CandidateQNetwork(observation_space(config), model, dueling=True, atoms=1)
+
+
+def _network_q_values(
+    rows: _Rows, index: _LifetimeIndex, gamma: float, config: NetworkFQEConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """(Q(s_i, a_i), V(s_i)) per logged row from the candidate Q network fitted by FQE."""
+    if rows.dist is None or rows.obs is None:
+        raise SpecError(
+            f"network FQE needs single-item decisions; this log has slates of "
+            f"{rows.config.slate_size}"
+        )
+    return fit_network_fqe(
+        fqe_network(rows.config, config.seed),
+        rows.obs,
+        rows.action[:, 0],
+        rows.reward,
+        index.next_row,
+        rows.dist,
+        gamma,
+        config,
+    )
 
 
 def load_step_log(
@@ -336,8 +398,41 @@ def load_step_log(
     return step, total
 
 
+@dataclass(frozen=True)
+class _LifetimeIndex:
+    """Where each logged row sits in the padded (N, T) lifetimes."""
+
+    order: np.ndarray
+    """Rows sorted by (episode, t)."""
+    row_of: np.ndarray
+    """Lifetime of each row of ``order``."""
+    pos: np.ndarray
+    """Step of each row of ``order`` in its lifetime."""
+    shape: tuple[int, int]
+    next_row: np.ndarray
+    """(n,) the row of the same lifetime's next step, -1 at its last."""
+
+    def pad(self, values: np.ndarray) -> np.ndarray:
+        """(n,) per-row values -> (N, T), 0 after each lifetime's end."""
+        out = np.zeros(self.shape)
+        out[self.row_of, self.pos] = values[self.order]
+        return out
+
+
+def _lifetime_index(columns: dict[str, Any]) -> _LifetimeIndex:
+    episode = columns[Col.EPISODE_ID].to_numpy()
+    t = columns[Col.T].to_numpy().astype(np.int64)
+    order = np.lexsort((t, episode))
+    _, row_of, lengths = np.unique(episode[order], return_inverse=True, return_counts=True)
+    next_row = np.full(len(t), -1, dtype=np.int64)
+    same = episode[order][1:] == episode[order][:-1]
+    next_row[order[:-1][same]] = order[1:][same]
+    shape = (len(lengths), int(lengths.max()))
+    return _LifetimeIndex(order, row_of, t[order], shape, next_row)
+
+
 def _trajectories(
-    columns: dict[str, Any],
+    index: _LifetimeIndex,
     n: int,
     reward: np.ndarray,
     eval_prob: np.ndarray,
@@ -349,12 +444,10 @@ def _trajectories(
     config: SimConfig,
 ) -> TrajectoryLog:
     """Padded (N, T) lifetimes; FQE features phi(s, a) = [1, context, action features, t]."""
-    episode = columns[Col.EPISODE_ID].to_numpy()
-    t = columns[Col.T].to_numpy().astype(np.int64)
-    order = np.lexsort((t, episode))
-    _, row_of, lengths = np.unique(episode[order], return_inverse=True, return_counts=True)
-    big_n, big_t = len(lengths), int(lengths.max())
-    pos = t[order]
+    order, row_of, pos = index.order, index.row_of, index.pos
+    big_n, big_t = index.shape
+    t = np.empty(n, dtype=np.int64)
+    t[order] = pos
     ratio = np.ones((big_n, big_t))
     rewards = np.zeros((big_n, big_t))
     alive = np.zeros((big_n, big_t), dtype=bool)

@@ -68,6 +68,24 @@ def test_sim_log_step_and_trajectory(logs, capsys):
     assert trajectory["ground_truth"] > 0  # the heuristic played in the log's world
 
 
+def test_network_fqe_replaces_the_linear_q_function(logs, capsys):
+    """--fqe network: fqe and dr-rl come from the candidate Q network, the IS estimators and the
+    ground truth do not change."""
+    common = ("--data", str(logs["eps"]), "--policy", "heuristic", "--level", "trajectory")
+    found = {}
+    for fqe in ("linear", "network"):
+        extra = ("--fqe-phases", "2", "--fqe-updates", "3") if fqe == "network" else ()
+        code, out, _ = _run(capsys, *common, "--json", "--bootstrap", "20", "--fqe", fqe, *extra)
+        assert code == 0
+        found[fqe] = json.loads(out)
+    linear, network = found["linear"], found["network"]
+    assert network["ground_truth"] == linear["ground_truth"]
+    for name in ("tis", "pdis", "wpdis"):
+        assert network["estimates"][name] == linear["estimates"][name]
+    for name in ("fqe", "dr-rl"):
+        assert network["estimates"][name]["value"] != linear["estimates"][name]["value"]
+
+
 @pytest.fixture(scope="module")
 def untrained(tmp_path_factory) -> Path:
     """An untrained PPO checkpoint of the logs' world (random scores, distinct per candidate)."""
@@ -145,6 +163,31 @@ def _another_world(tmp_path: Path) -> Path:
         (["--data", "LOG:eps", "--policy", "random", "--mode", "greedy"], "random has no top k"),
         (["--data", "LOG:eps", "--policy", "heuristic", "--mode", "best"], "--mode 'best'"),
         (["--data", "obd:all", "--policy", "bts", "--mode", "greedy"], "applies to checkpoints"),
+        (["--data", "obd:all", "--policy", "bts", "--fqe", "network"], "applies to simulator logs"),
+        (
+            [
+                "--data",
+                "LOG:eps",
+                "--policy",
+                "heuristic",
+                "--level",
+                "trajectory",
+                "--fqe",
+                "deep",
+            ],
+            "--fqe 'deep': must be one of linear, network",
+        ),
+        (
+            ["--data", "LOG:eps", "--policy", "heuristic", "--fqe-phases", "3"],
+            "--fqe-phases and --fqe-updates apply to --fqe network",
+        ),
+        (
+            [
+                *("--data", "LOG:eps", "--policy", "heuristic", "--level", "trajectory"),
+                *("--fqe", "network", "--fqe-updates", "0"),
+            ],
+            "network FQE updates (0) must be an integer >= 1",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(obd, logs, tmp_path, capsys, argv, message):

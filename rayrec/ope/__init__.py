@@ -2,8 +2,9 @@
 
 The estimator modules (``estimate``, ``reward_model``, ``step``, ``slate``, ``trajectory``,
 ``bts``) are numpy only; ``network_fqe`` fits a torch Q network for ``fqe`` and ``dr-rl``.
-``rayrec.ope.policies`` is the one adapter to the rest of rayrec (logs, baselines, checkpoints); ``rayrec.ope.report`` makes the ``ope`` block of an offline training
-run's results.json; ``rayrec.ope.cli`` is the ``rayrec ope`` command. Guide: docs/ope.md.
+``rayrec.ope.policies`` is the one adapter to the rest of rayrec (logs, baselines, checkpoints);
+``rayrec.ope.report`` makes the ``ope`` block of an offline training run's results.json;
+``rayrec.ope.cli`` is the ``rayrec ope`` command. Guide: docs/ope.md.
 """
 
 from rayrec.ope.estimate import Estimate, EstimatorConfig, effective_sample_size

@@ -35,6 +35,7 @@ from rayrec.evaluation.baselines import (
 from rayrec.evaluation.collect import parse_behavior, run_behavior
 from rayrec.evaluation.policies import ModulePolicy
 from rayrec.evaluation.simulate import evaluate
+from rayrec.ope.lifetimes import LifetimeIndex, lifetime_index, padded_trajectories
 from rayrec.ope.network_fqe import NetworkFQEConfig, fit_network_fqe
 from rayrec.ope.slate import SlateLog
 from rayrec.ope.step import StepLog
@@ -319,8 +320,8 @@ def load_sim_logs(
     clicked = responses_click >= 0
     per_position[np.flatnonzero(clicked), responses_click[clicked]] = rows.reward[clicked]
     slate = SlateLog(rewards=per_position, behavior_seq=rows.propensities, eval_seq=rows.eval_seq)
-    index = _lifetime_index(rows.columns)
-    trajectory = _trajectories(
+    index = lifetime_index(rows.columns[Col.EPISODE_ID].to_numpy(), rows.columns[Col.T].to_numpy())
+    trajectory = padded_trajectories(
         index,
         n,
         rows.reward,
@@ -356,7 +357,7 @@ def fqe_network(config: SimConfig, seed: int = 0) -> Any:
 
 
 def _network_q_values(
-    rows: _Rows, index: _LifetimeIndex, gamma: float, config: NetworkFQEConfig
+    rows: _Rows, index: LifetimeIndex, gamma: float, config: NetworkFQEConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     """(Q(s_i, a_i), V(s_i)) per logged row from the candidate Q network fitted by FQE."""
     if rows.dist is None or rows.obs is None:
@@ -396,79 +397,6 @@ def load_step_log(
             f"{folder} logs slates of {rows.config.slate_size}: no step-level estimates"
         )
     return step, total
-
-
-@dataclass(frozen=True)
-class _LifetimeIndex:
-    """Where each logged row sits in the padded (N, T) lifetimes."""
-
-    order: np.ndarray
-    """Rows sorted by (episode, t)."""
-    row_of: np.ndarray
-    """Lifetime of each row of ``order``."""
-    pos: np.ndarray
-    """Step of each row of ``order`` in its lifetime."""
-    shape: tuple[int, int]
-    next_row: np.ndarray
-    """(n,) the row of the same lifetime's next step, -1 at its last."""
-
-    def pad(self, values: np.ndarray) -> np.ndarray:
-        """(n,) per-row values -> (N, T), 0 after each lifetime's end."""
-        out = np.zeros(self.shape)
-        out[self.row_of, self.pos] = values[self.order]
-        return out
-
-
-def _lifetime_index(columns: dict[str, Any]) -> _LifetimeIndex:
-    episode = columns[Col.EPISODE_ID].to_numpy()
-    t = columns[Col.T].to_numpy().astype(np.int64)
-    order = np.lexsort((t, episode))
-    _, row_of, lengths = np.unique(episode[order], return_inverse=True, return_counts=True)
-    next_row = np.full(len(t), -1, dtype=np.int64)
-    same = episode[order][1:] == episode[order][:-1]
-    next_row[order[:-1][same]] = order[1:][same]
-    shape = (len(lengths), int(lengths.max()))
-    return _LifetimeIndex(order, row_of, t[order], shape, next_row)
-
-
-def _trajectories(
-    index: _LifetimeIndex,
-    n: int,
-    reward: np.ndarray,
-    eval_prob: np.ndarray,
-    propensities: np.ndarray,
-    action: np.ndarray,
-    feats: np.ndarray,
-    dist: np.ndarray | None,
-    context: np.ndarray,
-    config: SimConfig,
-) -> TrajectoryLog:
-    """Padded (N, T) lifetimes; FQE features phi(s, a) = [1, context, action features, t]."""
-    order, row_of, pos = index.order, index.row_of, index.pos
-    big_n, big_t = index.shape
-    t = np.empty(n, dtype=np.int64)
-    t[order] = pos
-    ratio = np.ones((big_n, big_t))
-    rewards = np.zeros((big_n, big_t))
-    alive = np.zeros((big_n, big_t), dtype=bool)
-    ratio[row_of, pos] = (eval_prob / propensities.prod(axis=1))[order]
-    rewards[row_of, pos] = reward[order]
-    alive[row_of, pos] = True
-    horizon = config.max_sessions * config.max_steps_per_session
-    time_feature = (t / max(horizon, 1))[:, None]
-    base = np.concatenate([np.ones((n, 1)), context, time_feature], axis=1)
-    if dist is None:  # slates: the first position's item stands for the slate
-        logged = feats[np.arange(n), action[:, 0]]
-        expected = logged
-    else:
-        logged = feats[np.arange(n), action[:, 0]]
-        expected = np.einsum("nm,nmd->nd", dist, feats)
-    d = base.shape[1] + feats.shape[2]
-    q_features = np.zeros((big_n, big_t, d))
-    pi_features = np.zeros((big_n, big_t, d))
-    q_features[row_of, pos] = np.concatenate([base, logged], axis=1)[order]
-    pi_features[row_of, pos] = np.concatenate([base, expected], axis=1)[order]
-    return TrajectoryLog(rewards, ratio, alive, q_features, pi_features)
 
 
 def ground_truth(logs: SimLogs, policy: EvalPolicy) -> float:

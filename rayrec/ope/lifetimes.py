@@ -17,6 +17,8 @@ __all__ = ["LifetimeIndex", "lifetime_index", "padded_trajectories"]
 class LifetimeIndex:
     """Where each logged row sits in the padded (N, T) lifetimes."""
 
+    t: np.ndarray
+    """(n,) each row's step in its lifetime, in the rows' order."""
     order: np.ndarray
     """Rows sorted by (episode, t)."""
     row_of: np.ndarray
@@ -43,7 +45,7 @@ def lifetime_index(episode: np.ndarray, t: np.ndarray) -> LifetimeIndex:
     same = episode[order][1:] == episode[order][:-1]
     next_row[order[:-1][same]] = order[1:][same]
     shape = (len(lengths), int(lengths.max()))
-    return LifetimeIndex(order, row_of, t[order], shape, next_row)
+    return LifetimeIndex(t, order, row_of, t[order], shape, next_row)
 
 
 def padded_trajectories(
@@ -61,15 +63,12 @@ def padded_trajectories(
     """Padded (N, T) lifetimes; FQE features phi(s, a) = [1, context, action features, t].
 
     ``config`` is the log's :class:`rayrec.sim.SimConfig` (its horizon scales t)."""
-    order, row_of, pos = index.order, index.row_of, index.pos
+    order, row_of, pos, t = index.order, index.row_of, index.pos, index.t
     big_n, big_t = index.shape
-    t = np.empty(n, dtype=np.int64)
-    t[order] = pos
     ratio = np.ones((big_n, big_t))
-    rewards = np.zeros((big_n, big_t))
-    alive = np.zeros((big_n, big_t), dtype=bool)
     ratio[row_of, pos] = (eval_prob / propensities.prod(axis=1))[order]
-    rewards[row_of, pos] = reward[order]
+    rewards = index.pad(reward)
+    alive = np.zeros((big_n, big_t), dtype=bool)
     alive[row_of, pos] = True
     horizon = config.max_sessions * config.max_steps_per_session
     time_feature = (t / max(horizon, 1))[:, None]

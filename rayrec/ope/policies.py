@@ -311,8 +311,6 @@ def load_sim_logs(
     """Read a ``rayrec collect`` log and compute the evaluation policy (choosing by ``mode``) on
     every logged row. With ``network_fqe`` also fit FQE with rayrec's candidate Q network on the
     whole log (discount ``gamma``; single-item decisions only): ``SimLogs.q_values``."""
-    if network_fqe is not None and not isinstance(network_fqe, NetworkFQEConfig):
-        raise TypeError("network_fqe must be a NetworkFQEConfig")
     rows, policy, _ = _read_rows(folder, policy_name, seed, mode, keep_obs=network_fqe is not None)
     n, k = rows.n, rows.config.slate_size
     responses_click = column_array(rows.columns[Col.CLICK_POSITION], n).reshape(n)

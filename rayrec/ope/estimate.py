@@ -145,9 +145,10 @@ def bootstrap_ci(
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xB007]))
     draws = {name: np.empty(n_bootstrap) for name in statistics}
     batch = max(1, min(n_bootstrap, batch_entries // max(n, 1)))
+    buffer = np.empty((batch, n))  # reused: a fresh large array pays its page faults each time
     for start in range(0, n_bootstrap, batch):
         stop = min(start + batch, n_bootstrap)
-        counts = np.empty((stop - start, n))
+        counts = buffer[: stop - start]  # a new view per batch: statistics cache by identity
         for b in range(stop - start):
             counts[b] = np.bincount(rng.integers(0, n, n), minlength=n)
         for name, stat in statistics.items():

@@ -35,6 +35,7 @@ Numpy only.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -48,6 +49,9 @@ _OUTER_BYTES = 1 << 29
 replicate (O(n p^2) each)."""
 _BLOCK_ENTRIES = 1 << 22
 """Entries of the temporary arrays (32 MiB of float64)."""
+_ROW_BLOCK_ENTRIES = 1 << 19
+"""Entries per statistic of a block of rows whose statistics are formed together (their ~100
+columns take ~8 MiB: small enough for the allocator to reuse, not to map and fault in anew)."""
 
 
 def fold_ids(n: int, n_folds: int, seed: int) -> np.ndarray:
@@ -77,7 +81,11 @@ def _ridge_fit_batch(gram: np.ndarray, xty: np.ndarray, ridge: float) -> np.ndar
 
 
 def _action_matrix(action_features: np.ndarray, n: int) -> np.ndarray:
-    f = np.asarray(action_features, dtype=np.float64)
+    """The action features as given when they are float32 or float64 (a (n, A, da) log's are
+    large: float32 ones stay float32, halving the passes over them), float64 otherwise."""
+    f = np.asarray(action_features)
+    if f.dtype not in (np.float32, np.float64):
+        f = f.astype(np.float64)
     if f.ndim == 2:
         return f  # (A, da), the same for every row
     if f.ndim == 3 and len(f) == n:
@@ -137,7 +145,9 @@ class CrossFitRidge:
             lo, hi = y[train].min(), y[train].max()
             idx = np.flatnonzero(~train)
             base = design[idx, : self.dx] @ coef[: self.dx]
-            per_action = f @ coef[self.dx :] if f.ndim == 2 else f[idx] @ coef[self.dx :]
+            # (n, A, da) features: one sequential pass over all rows, then the fold's rows.
+            per_action = f @ coef[self.dx :].astype(f.dtype)
+            per_action = per_action if f.ndim == 2 else per_action[idx]
             raw = base[:, None] + per_action
             self.q[idx] = np.clip(raw, lo, hi)
             self.clipped[idx] = (raw < lo) | (raw > hi)
@@ -222,6 +232,7 @@ class _ReplicateSums:
             fold["total"], fold["stats"] = self._row_stats(idx, pi, u)
             self.folds.append(fold)
         self._last: tuple[np.ndarray, np.ndarray] | None = None
+        self._buffers: tuple[np.ndarray, np.ndarray, list[np.ndarray]] | None = None
 
     def _row_stats(
         self, idx: np.ndarray, pi_all: np.ndarray, u: np.ndarray
@@ -231,12 +242,13 @@ class _ReplicateSums:
         frozen-pattern terms of q_pi and of u_j q(x, a)]."""
         model, (left, right) = self.model, self.pairs
         total, rows_out = None, None
-        chunk = max(1, _BLOCK_ENTRIES // (len(left) + 1))
+        chunk = max(1, _ROW_BLOCK_ENTRIES // (len(left) + 1))
         for start in range(0, len(idx), chunk):
             rows = idx[start : start + chunk]
-            x = model.design[rows]
-            parts = [x[:, left] * x[:, right]] if self.outer else []
-            parts.append(x * model.reward[rows, None])
+            # Built transposed, (statistic, row): every product reads and writes whole rows.
+            x = model.design[rows].T
+            parts = [x[left] * x[right]] if self.outer else []
+            parts.append(x * model.reward[rows])
             if not self.exact:
                 pi = pi_all[rows]
                 free = ~model.clipped[rows]
@@ -247,22 +259,35 @@ class _ReplicateSums:
                     expected = pi_free @ f
                 else:
                     expected = (pi_free[:, None, :] @ f[rows])[:, 0, :]
-                mass = pi_free.sum(axis=1, keepdims=True)
-                linear = np.concatenate([mass, x[:, 1 : model.dx] * mass, expected], axis=1)
-                fixed = (pi * np.where(free, 0.0, q)).sum(axis=1, keepdims=True)
-                parts += [linear, fixed]
+                mass = pi_free.sum(axis=1)
+                fixed = (pi * np.where(free, 0.0, q)).sum(axis=1)
+                parts += [mass[None], x[1 : model.dx] * mass, expected.T, fixed[None]]
                 at = np.arange(len(rows)), model.action[rows]
-                logged_free = free[at][:, None]
-                logged_fixed = np.where(logged_free[:, 0], 0.0, q[at])[:, None]
+                logged_free = free[at]
+                logged_fixed = np.where(logged_free, 0.0, q[at])
                 for j in range(u.shape[1]):
-                    w = u[rows, j : j + 1]
-                    parts += [w * x * logged_free, w * logged_fixed]
-            stats = np.concatenate(parts, axis=1)
-            total = stats.sum(axis=0) if total is None else total + stats.sum(axis=0)
+                    w = u[rows, j]
+                    parts += [x * (w * logged_free), (w * logged_fixed)[None]]
+            stats = np.concatenate(parts, axis=0)
+            total = stats.sum(axis=1) if total is None else total + stats.sum(axis=1)
             if rows_out is None:
-                rows_out = np.empty((stats.shape[1], len(idx)), dtype=np.float32)
-            rows_out[:, start : start + len(rows)] = stats.T
+                rows_out = np.empty((len(stats), len(idx)), dtype=np.float32)
+            rows_out[:, start : start + len(rows)] = stats
         return total, rows_out
+
+    def _workspace(self, batch: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """Buffers for a batch of ``batch`` replicates: the counts as int16, reordered by fold,
+        and every fold's deviations c - 1 as float32. Kept between batches: a large array
+        allocated afresh costs its page faults on every batch (as much as the reordering)."""
+        if self._buffers is None or len(self._buffers[0]) < batch:
+            n = self.model.n
+            self._buffers = (
+                np.empty((batch, n), dtype=np.int16),
+                np.empty((batch, n), dtype=np.int16),
+                [np.empty((batch, b - a), np.float32) for a, b in itertools.pairwise(self.edges)],
+            )
+        small, ordered, deviations = self._buffers
+        return small[:batch], ordered[:batch], [d[:batch] for d in deviations]
 
     def __call__(self, counts: np.ndarray) -> np.ndarray:
         if self._last is not None and self._last[0] is counts:
@@ -271,12 +296,14 @@ class _ReplicateSums:
         # Counts sum to n: the sums of c_i s_i are sum_i s_i (float64) plus the deviations
         # sum_i (c_i - 1) s_i, of order sqrt(n), which float32 carries to ~1e-7 of their size.
         # (Resample counts are small integers: int16 makes the reordering by fold cheap.)
-        ordered = np.take(counts.astype(np.int16), self.order, axis=1)
+        small, ordered, deviations = self._workspace(len(counts))
+        np.copyto(small, counts, casting="unsafe")
+        np.take(small, self.order, axis=1, out=ordered)
         p, (left, right) = self.p, self.pairs
         width = len(left) if self.outer else 0
         sums, grams, xtys, parts = [], [], [], []
         for k, fold in enumerate(self.folds):
-            d = np.subtract(ordered[:, self.edges[k] : self.edges[k + 1]], 1, dtype=np.float32)
+            d = np.subtract(ordered[:, self.edges[k] : self.edges[k + 1]], 1, out=deviations[k])
             # (width, n_k) @ (n_k, B): OpenBLAS runs this layout 2-3 times faster than
             # (B, n_k) @ (n_k, width) when n_k is large and B small.
             s = fold["total"] + (fold["stats"] @ d.T).T.astype(np.float64)

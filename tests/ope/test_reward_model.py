@@ -14,6 +14,7 @@ from rayrec.ope import (
     EstimatorConfig,
     StepLog,
     TrajectoryLog,
+    estimate,
     estimate_step,
     estimate_trajectory,
     reward_model,
@@ -214,6 +215,25 @@ def test_step_intervals_match_a_per_replicate_reference(exact, monkeypatch):
     got = estimate_step(log, config=config)
     for name, ci in _reference_step(log, config).items():
         assert got[name].ci95 == pytest.approx(ci, rel=1e-6), name
+
+
+@pytest.mark.parametrize("exact", [True, False], ids=["exact", "frozen-clip-pattern"])
+def test_refit_in_uneven_batches_with_float32_candidates(exact, monkeypatch):
+    # The refit's buffers are reused from batch to batch (30, 30, 30, then 10 replicates), and
+    # float32 per-row candidate features (kept float32) give the float64 log's intervals.
+    context, features, action, reward, pi, _ = _problem(False, n=300, spread=0.05)
+    reward = (reward > 0.5).astype(float)
+    if not exact:
+        monkeypatch.setattr(reward_model, "EXACT_PAIRS", 0)
+    pscore = np.random.default_rng(7).uniform(0.1, 1.0, len(reward))
+    config = EstimatorConfig(n_bootstrap=100, seed=4, switch_tau=2.0)
+    want = estimate_step(StepLog(reward, pscore, action, pi, context, features), config=config)
+    monkeypatch.setattr(estimate, "BATCH_ENTRIES", 300 * 30)
+    small = features.astype(np.float32)
+    got = estimate_step(StepLog(reward, pscore, action, pi, context, small), config=config)
+    for name, estimate_ in want.items():
+        assert got[name].value == pytest.approx(estimate_.value, rel=1e-5), name
+        assert got[name].ci95 == pytest.approx(estimate_.ci95, rel=1e-5), name
 
 
 def _trajectories(n: int = 30, horizon: int = 5, d: int = 3, seed: int = 0) -> TrajectoryLog:

@@ -41,9 +41,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.out is None:
             raise SpecError("--resume needs --out RUN (the run folder to continue)")
         env_spec, policy_spec, saved_run = load_run_spec(args.out)
-        if args.set or args.profile or args.init_from:
+        if args.set or args.profile or args.init_from or args.critic_warmup:
             raise SpecError(
-                "--resume continues the saved spec; --set/--profile/--init-from are not allowed"
+                "--resume continues the saved spec; --set/--profile/--init-from/--critic-warmup "
+                "are not allowed"
             )
     else:
         if args.policy is None or (args.env is None and args.data is None):
@@ -53,6 +54,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         env_raw, policy_raw = apply_overrides(env_raw, load_yaml(args.policy), overrides)
         env_spec = EnvSpec.from_dict(env_raw, str(args.env))
         policy_spec = PolicySpec.from_dict(policy_raw, str(args.policy))
+    if args.critic_warmup and not args.init_from:
+        raise SpecError("--critic-warmup needs --init-from CHECKPOINT (a warm-started policy)")
     validate_sections(policy_spec, str(args.policy or args.out))
     stop = policy_spec.stop
     evaluation = policy_spec.evaluation
@@ -81,6 +84,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         data=Path(saved_run["data"]) if saved_run.get("data") else args.data,
         **selection_options(policy_spec),
         init_from=_init_from(args.init_from) if not args.resume else None,
+        critic_warmup=(
+            int(saved_run.get("critic_warmup") or 0) if args.resume else args.critic_warmup or 0
+        ),
     )
     if options.data is not None:
         import logging

@@ -90,6 +90,13 @@ def build_parser() -> _Parser:
         metavar="CHECKPOINT",
         help="start from the RLModule weights of this checkpoint (a warm start, e.g. BC)",
     )
+    t.add_argument(
+        "--critic-warmup",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="with --init-from: only the critic learns for the first N iterations",
+    )
     t.add_argument("--checkpoint-every", type=_positive_int, default=5, metavar="N")
     t.add_argument("--eval-users", type=_positive_int, default=None, metavar="N")
     t.add_argument("--baselines", type=_baselines, default=None, metavar="LIST")

@@ -43,7 +43,7 @@ from rayrec.run.folder import (
 )
 from rayrec.run.options import RunOptions
 from rayrec.run.progress import Progress, SamplingWatch, metrics_row
-from rayrec.run.warm import warm_start
+from rayrec.run.warm import hold_policy, warm_start
 from rayrec.specs import EnvSpec, PolicySpec, SpecError, load_run_spec
 
 __all__ = ["Interrupted", "ensure_ray", "iterations", "train"]
@@ -187,6 +187,9 @@ def train(
             log(f"resumed {folder.root} at iteration {algo.iteration} ({spent:.0f} s trained)")
         elif options.init_from is not None:
             warm_start(algo, options.init_from, warn)
+        if options.critic_warmup > int(algo.iteration):
+            held = hold_policy(algo, held=True)
+            warn(f"critic warm-up: {held} policy tensors held to iteration {options.critic_warmup}")
         try:
             results = _train_loop(algo, folder, env, policy, options, spent, quiet, log)
         finally:
@@ -274,6 +277,10 @@ def _train_loop(
                 progress.update(
                     iteration, {**row, "env_steps_per_s": row["env_steps_per_s"] or 0}, seconds
                 )
+                if iteration == options.critic_warmup:
+                    log(
+                        f"critic warm-up over: {hold_policy(algo, held=False)} policy tensors learn"
+                    )
                 mark = {"iteration": iteration, "seconds": seconds}
                 ret = row["episode_return_mean"]
                 if iteration % options.checkpoint_every == 0:

@@ -38,6 +38,9 @@ class RunOptions:
     select_users: int = 500
     init_from: Path | None = None
     """A checkpoint whose RLModule weights the run starts from (a warm start), or None."""
+    critic_warmup: int = 0
+    """Iterations at the start of a warm-started run in which only the critic learns (the
+    policy's parameters get zero gradients, :func:`rayrec.run.warm.hold_policy`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +56,7 @@ class RunOptions:
             "select_every": self.select_every,
             "select_users": self.select_users,
             "init_from": None if self.init_from is None else str(Path(self.init_from).resolve()),
+            "critic_warmup": self.critic_warmup,
         }
 
     @property

@@ -1,5 +1,7 @@
 """Warm starts: a new run begins from the RLModule weights of another checkpoint
-(``rayrec train --init-from``), e.g. behaviour cloning on heuristic logs before RL fine-tuning."""
+(``rayrec train --init-from``), e.g. behaviour cloning on heuristic logs before RL fine-tuning;
+optionally only the critic learns for the first iterations (``--critic-warmup N``), so that the
+policy's first updates follow a trained value function instead of an untrained one's noise."""
 
 from __future__ import annotations
 
@@ -13,7 +15,10 @@ from rayrec.contracts.layout import DEFAULT_MODULE_ID, module_dir, module_ids
 from rayrec.evaluation.policies import load_module
 from rayrec.specs import SpecError
 
-__all__ = ["warm_start"]
+__all__ = ["CRITIC_PREFIXES", "hold_policy", "warm_start"]
+
+CRITIC_PREFIXES = ("critic.", "value_head.")
+"""Parameter names of an actor-critic module's critic (its own tower, or the value head)."""
 
 
 def warm_start(algo: Any, checkpoint: Path, log: Callable[[str], None]) -> list[str]:
@@ -54,3 +59,52 @@ def warm_start(algo: Any, checkpoint: Path, log: Callable[[str], None]) -> list[
         loaded.append(module_id)
     log(f"initialised {', '.join(loaded)} from {checkpoint}")
     return loaded
+
+
+def hold_policy(algo: Any, held: bool) -> int:
+    """Critic warm-up. ``held=True``: every parameter of the run's modules but the critic's
+    (:data:`CRITIC_PREFIXES`) gets a zero gradient, on every learner, so the optimizer leaves it
+    where the warm start put it while the critic learns the policy's values. ``held=False``:
+    the gradients flow again and those parameters' optimizer state (Adam's moments, which saw
+    only zeros) is cleared, so their first real steps are Adam's usual first steps. Returns the
+    number of parameter tensors held or released (summed over the learners).
+
+    Raises SpecError for modules without a critic (Q-learning presets)."""
+    wanted = sorted(algo.config.policies) if algo.config.is_multi_agent else [DEFAULT_MODULE_ID]
+
+    def apply(learner: Any) -> int:
+        handles = learner.__dict__.setdefault("_rayrec_held", {})
+        count = 0
+        for module_id in wanted:
+            module = learner.module[module_id]
+            module = module.unwrapped() if hasattr(module, "unwrapped") else module
+            named = list(module.named_parameters())
+            if not any(name.startswith(CRITIC_PREFIXES) for name, _ in named):
+                return -1  # no critic (the learner's module: the env runners' have none)
+            policy = [
+                p for name, p in named if p.requires_grad and not name.startswith(CRITIC_PREFIXES)
+            ]
+            if held and module_id not in handles:
+                handles[module_id] = [p.register_hook(torch.zeros_like) for p in policy]
+                count += len(policy)
+            elif not held and module_id in handles:
+                for handle in handles.pop(module_id):
+                    handle.remove()
+                ids = {id(p) for p in policy}
+                for _, optimizer in learner.get_optimizers_for_module(module_id):
+                    for param in [q for q in optimizer.state if id(q) in ids]:
+                        del optimizer.state[param]
+                count += len(policy)
+        return count
+
+    total = 0
+    for result in algo.learner_group.foreach_learner(apply):
+        if not result.ok:
+            raise result.get()
+        if result.get() < 0:
+            raise SpecError(
+                "--critic-warmup: the module has no critic (actor-critic presets only: PPO, "
+                "APPO, IMPALA)"
+            )
+        total += int(result.get())
+    return total

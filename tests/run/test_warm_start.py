@@ -1,5 +1,5 @@
 """`rayrec train --init-from CHECKPOINT`: a run starts from another checkpoint's module weights;
-an incompatible module is one clear error."""
+an incompatible module is one clear error. `--critic-warmup N`: only the critic learns at first."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 from rayrec.cli import main
 from rayrec.evaluation.policies import load_module
 from rayrec.experiment import save_untrained_run
+from rayrec.run.warm import CRITIC_PREFIXES
 from rayrec.specs import EnvSpec, PolicySpec, load_yaml
 
 pytestmark = pytest.mark.integration
@@ -64,3 +65,32 @@ def test_an_incompatible_checkpoint_is_one_clear_error(ray_session, tmp_path, ca
     capsys.readouterr()
     assert main([*args[:6], str(tmp_path / "nothing"), *args[7:]]) == 2
     assert "--init-from" in capsys.readouterr().err
+
+
+def test_critic_warmup_holds_the_policy_then_lets_it_learn(ray_session, tmp_path, capsys):
+    source = _source(tmp_path, "ppo", seed=5)
+    out = tmp_path / "warmup"
+    args = ["train", "--env", ENV, "--policy", PPO, "--init-from", str(source)]
+    args += ["--critic-warmup", "1", "--iterations", "1", "--out", str(out)]
+    assert main([*args, "--eval-users", "20", "--quiet", *FAST]) == 0
+    assert "critic warm-up: " in capsys.readouterr().err
+    given = load_module(source).state_dict()
+    held = load_module(out / "checkpoints" / "final").state_dict()
+    policy = [k for k in given if not k.startswith(CRITIC_PREFIXES)]
+    critic = [k for k in given if k.startswith(CRITIC_PREFIXES)]
+    assert policy and critic
+    for key in policy:  # the preset's learning rate, yet the policy did not move
+        assert torch.equal(held[key], given[key]), key
+    assert any(not torch.equal(held[k], given[k]) for k in critic)
+    # Resumed past the warm-up (the saved run keeps it), the policy learns.
+    again = ["train", "--resume", "--out", str(out), "--iterations", "2", "--quiet"]
+    assert main([*again, "--eval-users", "20"]) == 0
+    learnt = load_module(out / "checkpoints" / "final").state_dict()
+    assert any(not torch.equal(learnt[k], given[k]) for k in policy)
+
+
+def test_critic_warmup_without_a_warm_start_is_a_usage_error(tmp_path, capsys):
+    args = ["train", "--env", ENV, "--policy", PPO, "--critic-warmup", "5"]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 2
+    assert "--critic-warmup needs --init-from" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -101,6 +101,7 @@ def main() -> None:
         if str(Path(args.env).resolve()).startswith(str(ROOT))
         else args.env,
         "behavior": args.behavior,
+        "seed": args.seed,
         "logged_users": args.users,
         "logged_rows": log_meta["rows"],
         "logged_return_mean": log_meta["behavior_return_mean"],

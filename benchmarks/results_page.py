@@ -38,11 +38,18 @@ def _fmt(value: Any, digits: int = 2) -> str:
 
 def _offline_section(off: dict[str, Any]) -> list[str]:
     lines = [
-        f"## Offline learning from logs of `{off['behavior']}`",
+        f"## Offline learning from logs of `{off['behavior']}`"
+        + (f", seed {off['seed']}" if off.get("seed") is not None else ""),
         "",
         f"`benchmarks/compare_offline.py` on `{off['env']}`: `{off['behavior']}` logged "
         f"{off['logged_users']} user lifetimes ({off['logged_rows']} rows); every algorithm trains "
-        f"from those logs only, {off['machine']}, {off['date']}. Evaluated in the simulator over "
+        f"from those logs only, {off['machine']}, {off['date']}"
+        + (
+            f" (`--seed {off['seed']}`: the log's seed is {off['seed'] + 1}, training's {off['seed']})"
+            if off.get("seed") is not None
+            else ""
+        )
+        + ". Evaluated in the simulator over "
         f"{off['eval_users']} users (the same for every row), mean ± 95% CI.",
         "",
         "| policy | return (95% CI) | clicks | sessions/user | return rate | iterations | wall s |",

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from ray.rllib.core.rl_module.apis import TargetNetworkAPI
 
 from rayrec.contracts.layout import DEFAULT_MODULE_ID, module_dir, module_ids
 from rayrec.evaluation.policies import load_module
@@ -27,9 +28,12 @@ def warm_start(algo: Any, checkpoint: Path, log: Callable[[str], None]) -> list[
     optimizer states and counters start fresh. Returns the module ids loaded.
 
     Every parameter of this run's modules must be in the checkpoint with the same shape, else
-    one SpecError naming what differs (RLlib's own loading ignores missing parameters)."""
+    one SpecError naming what differs (RLlib's own loading ignores missing parameters), except
+    the target networks' (APPO's old policy, DQN's target Q): a saved module has none, and they
+    start as copies of the loaded networks."""
     checkpoint = Path(checkpoint).resolve()
     wanted = sorted(algo.config.policies) if algo.config.is_multi_agent else [DEFAULT_MODULE_ID]
+    targets = _target_networks(algo, wanted, sync=False)
     loaded = []
     for module_id in wanted:
         folder = module_dir(checkpoint, module_id)
@@ -42,7 +46,7 @@ def warm_start(algo: Any, checkpoint: Path, log: Callable[[str], None]) -> list[
         component = f"learner/rl_module/{module_id}"
         state = algo.learner_group.get_state(components=component)
         target = state["learner"]["rl_module"][module_id]
-        missing = sorted(set(target) - set(source))
+        missing = sorted(set(target) - set(source) - targets[module_id])
         shapes = sorted(
             k
             for k in set(target) & set(source)
@@ -57,8 +61,39 @@ def warm_start(algo: Any, checkpoint: Path, log: Callable[[str], None]) -> list[
             )
         algo.restore_from_path(folder, component=f"learner_group/{component}")
         loaded.append(module_id)
+    _target_networks(algo, wanted, sync=True)
     log(f"initialised {', '.join(loaded)} from {checkpoint}")
     return loaded
+
+
+def _target_networks(algo: Any, wanted: list[str], sync: bool) -> dict[str, set[str]]:
+    """The parameter names of every module's target networks on the learners (the env runners'
+    modules have none); with ``sync`` each target network first becomes a copy of its main one."""
+
+    def names(learner: Any) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for module_id in wanted:
+            module = learner.module[module_id]
+            module = module.unwrapped() if hasattr(module, "unwrapped") else module
+            pairs = (
+                module.get_target_network_pairs() if isinstance(module, TargetNetworkAPI) else []
+            )
+            ids = set()
+            for main, target in pairs:
+                if sync:
+                    target.load_state_dict(main.state_dict())
+                ids |= {id(t) for t in target.parameters()} | {id(t) for t in target.buffers()}
+            tensors = [*module.named_parameters(), *module.named_buffers()]
+            out[module_id] = {name for name, t in tensors if id(t) in ids}
+        return out
+
+    found: dict[str, set[str]] = {module_id: set() for module_id in wanted}
+    for result in algo.learner_group.foreach_learner(names):
+        if not result.ok:
+            raise result.get()
+        for module_id, targets in result.get().items():
+            found[module_id] |= targets
+    return found
 
 
 def hold_policy(algo: Any, held: bool) -> int:

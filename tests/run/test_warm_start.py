@@ -54,6 +54,21 @@ def test_a_warm_started_run_begins_with_the_checkpoints_weights(ray_session, tmp
     assert any(not torch.equal(other[k], given[k]) for k in given)
 
 
+def test_appo_warm_starts_from_an_appo_checkpoint(ray_session, tmp_path, capsys):
+    # A saved module has no target network (APPO's old policy): it is not asked for, and it
+    # starts as a copy of the loaded policy. This was refused as "missing _old_towers...".
+    source = _source(tmp_path, "appo", seed=3)
+    out = tmp_path / "appo_warm"
+    args = ["train", "--env", ENV, "--policy", str(ROOT / "policies" / "appo.yaml")]
+    args += ["--init-from", str(source), "--iterations", "1", "--out", str(out)]
+    assert main([*args, "--eval-users", "20", "--quiet", *FAST, "--set", "training.lr=0.0"]) == 0
+    assert "initialised default_policy from" in capsys.readouterr().err
+    given = load_module(source).state_dict()
+    trained = load_module(out / "checkpoints" / "final").state_dict()
+    for key, value in given.items():
+        assert torch.equal(trained[key], value), key
+
+
 def test_an_incompatible_checkpoint_is_one_clear_error(ray_session, tmp_path, capsys):
     source = _source(tmp_path, "apex_dqn", seed=1)  # a Q module into PPO's policy module
     args = ["train", "--env", ENV, "--policy", PPO, "--init-from", str(source)]

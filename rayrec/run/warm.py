@@ -32,7 +32,7 @@ def warm_start(algo: Any, checkpoint: Path, log: Callable[[str], None]) -> list[
     the target networks' (APPO's old policy, DQN's target Q): a saved module has none, and they
     start as copies of the loaded networks."""
     checkpoint = Path(checkpoint).resolve()
-    wanted = sorted(algo.config.policies) if algo.config.is_multi_agent else [DEFAULT_MODULE_ID]
+    wanted = _module_ids(algo)
     targets = _target_networks(algo, wanted, sync=False)
     loaded = []
     for module_id in wanted:
@@ -73,8 +73,7 @@ def _target_networks(algo: Any, wanted: list[str], sync: bool) -> dict[str, set[
     def names(learner: Any) -> dict[str, set[str]]:
         out: dict[str, set[str]] = {}
         for module_id in wanted:
-            module = learner.module[module_id]
-            module = module.unwrapped() if hasattr(module, "unwrapped") else module
+            module = _learner_module(learner, module_id)
             pairs = (
                 module.get_target_network_pairs() if isinstance(module, TargetNetworkAPI) else []
             )
@@ -88,10 +87,8 @@ def _target_networks(algo: Any, wanted: list[str], sync: bool) -> dict[str, set[
         return out
 
     found: dict[str, set[str]] = {module_id: set() for module_id in wanted}
-    for result in algo.learner_group.foreach_learner(names):
-        if not result.ok:
-            raise result.get()
-        for module_id, targets in result.get().items():
+    for answer in _on_learners(algo, names):
+        for module_id, targets in answer.items():
             found[module_id] |= targets
     return found
 
@@ -105,14 +102,13 @@ def hold_policy(algo: Any, held: bool) -> int:
     number of parameter tensors held or released (summed over the learners).
 
     Raises SpecError for modules without a critic (Q-learning presets)."""
-    wanted = sorted(algo.config.policies) if algo.config.is_multi_agent else [DEFAULT_MODULE_ID]
+    wanted = _module_ids(algo)
 
     def apply(learner: Any) -> int:
         handles = learner.__dict__.setdefault("_rayrec_held", {})
         count = 0
         for module_id in wanted:
-            module = learner.module[module_id]
-            module = module.unwrapped() if hasattr(module, "unwrapped") else module
+            module = _learner_module(learner, module_id)
             named = list(module.named_parameters())
             if not any(name.startswith(CRITIC_PREFIXES) for name, _ in named):
                 return -1  # no critic (the learner's module: the env runners' have none)
@@ -132,14 +128,31 @@ def hold_policy(algo: Any, held: bool) -> int:
                 count += len(policy)
         return count
 
-    total = 0
-    for result in algo.learner_group.foreach_learner(apply):
+    counts = _on_learners(algo, apply)
+    if any(count < 0 for count in counts):
+        raise SpecError(
+            "--critic-warmup: the module has no critic (actor-critic presets only: PPO, APPO, "
+            "IMPALA)"
+        )
+    return int(sum(counts))
+
+
+def _module_ids(algo: Any) -> list[str]:
+    """The run's module ids (one for a single-agent run)."""
+    return sorted(algo.config.policies) if algo.config.is_multi_agent else [DEFAULT_MODULE_ID]
+
+
+def _learner_module(learner: Any, module_id: str) -> Any:
+    """A learner's module ``module_id`` (unwrapped from distributed training's wrapper)."""
+    module = learner.module[module_id]
+    return module.unwrapped() if hasattr(module, "unwrapped") else module
+
+
+def _on_learners(algo: Any, func: Callable[[Any], Any]) -> list[Any]:
+    """``func(learner)`` on every learner (local or remote): their answers, or the first error."""
+    answers = []
+    for result in algo.learner_group.foreach_learner(func):
         if not result.ok:
             raise result.get()
-        if result.get() < 0:
-            raise SpecError(
-                "--critic-warmup: the module has no critic (actor-critic presets only: PPO, "
-                "APPO, IMPALA)"
-            )
-        total += int(result.get())
-    return total
+        answers.append(result.get())
+    return answers

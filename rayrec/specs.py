@@ -48,6 +48,7 @@ ALGORITHMS = {
     "APPO": "appo",
     "DQN": "q",
     "QRDQN": "q",
+    "SlateQ": "slateq",
     "DiscreteCQL": "q",
     "BC": "policy",
     "MARWIL": "policy",

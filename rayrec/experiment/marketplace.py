@@ -49,6 +49,8 @@ def map_by_role(agent_id: str, episode: Any = None, **kwargs: Any) -> str:
 MARKETPLACE_REFUSED = {
     "QRDQN": "its quantile loss needs rayrec's candidate Q module; use DQN (num_atoms > 1 for "
     "C51), PPO or APPO",
+    "SlateQ": "its slate values need rayrec's session observation (candidates and history); use "
+    "PPO or APPO",
     "DiscreteCQL": "offline algorithms train on session logs (--data)",
     "BC": "offline algorithms train on session logs (--data)",
     "MARWIL": "offline algorithms train on session logs (--data)",

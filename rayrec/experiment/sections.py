@@ -35,6 +35,10 @@ def algorithm_config_class(algorithm: str) -> type:
         from rayrec.algorithms.qr_dqn import QRDQNConfig
 
         return QRDQNConfig
+    if algorithm == "SlateQ":
+        from rayrec.algorithms.slateq import SlateQConfig
+
+        return SlateQConfig
     if algorithm == "TopKReinforce":
         from rayrec.algorithms.topk_reinforce import TopKReinforceConfig
 

@@ -21,7 +21,12 @@ from rayrec.experiment.sections import (
     apply_sections,
     seeded_and_validated,
 )
-from rayrec.models import CandidateAPPOModule, CandidatePolicyModule, CandidateQModule
+from rayrec.models import (
+    CandidateAPPOModule,
+    CandidatePolicyModule,
+    CandidateQModule,
+    SlateQModule,
+)
 from rayrec.models.q_module import head_width
 from rayrec.specs import ALGORITHMS, EnvSpec, PolicySpec, SpecError
 
@@ -57,6 +62,7 @@ def module_spec(policy: PolicySpec) -> Any:
         "policy": CandidatePolicyModule,
         "appo": CandidateAPPOModule,
         "q": CandidateQModule,
+        "slateq": SlateQModule,
     }
     model: dict[str, Any] = policy.model.to_dict()
     if policy.apex is not None:

@@ -5,6 +5,7 @@ from rayrec.models.encoders import ENCODERS, make_encoder
 from rayrec.models.policy_module import CandidateAPPOModule, CandidatePolicyModule
 from rayrec.models.q_module import CandidateQModule
 from rayrec.models.slate import PlackettLuce, plackett_luce
+from rayrec.models.slateq import SlateQModule
 from rayrec.models.towers import RecommenderTowers, masked_logits
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "ModelConfig",
     "PlackettLuce",
     "RecommenderTowers",
+    "SlateQModule",
     "make_encoder",
     "masked_logits",
     "plackett_luce",

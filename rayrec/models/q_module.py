@@ -48,6 +48,7 @@ __all__ = [
     "QF_TARGET_NEXT_QUANTILES",
     "CandidateQModule",
     "CandidateQNetwork",
+    "QNetModule",
     "dueling_aggregate",
     "head_width",
 ]
@@ -155,34 +156,23 @@ class CandidateQNetwork(nn.Module):
         return dueling_aggregate(value, advantage, mask)
 
 
-class CandidateQModule(DefaultDQNTorchRLModule):
-    """RLlib DQN module over rayrec observations: dueling, double-Q, and C51 (``num_atoms``) or
-    QR-DQN (``num_quantiles``) from model_config."""
+class QNetModule(DefaultDQNTorchRLModule):
+    """A DQN-family module over rayrec observations: one online network ``q_net`` (built by the
+    subclass's ``setup``) with a target copy, epsilon-greedy exploration, no recurrent state."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # RLlib's DQN catalog builds encoders for flat observations only; rayrec builds its own.
         kwargs.pop("catalog_class", None)
         TorchRLModule.__init__(self, *args, **kwargs)
 
-    @override(DefaultDQNTorchRLModule)
-    def setup(self) -> None:
+    def _common_setup(self) -> None:
+        """The exploration schedule and rayrec's model settings, from model_config."""
         cfg = self.model_config
-        self.uses_dueling = bool(cfg.get("dueling", True))
-        self.uses_double_q = bool(cfg.get("double_q", True))
-        width = head_width(cfg)
-        self.num_atoms = int(cfg.get("num_atoms", 1))
-        self.num_quantiles = int(cfg.get("num_quantiles") or 0)
-        if self.num_atoms > 1:
-            self.v_min = float(cfg.get("v_min", -10.0))
-            self.v_max = float(cfg.get("v_max", 10.0))
         self.epsilon_schedule = Scheduler(
             fixed_value_or_schedule=cfg.get("epsilon", [(0, 1.0), (10000, 0.05)]),
             framework="torch",
         )
         self.rayrec_config = ModelConfig.from_module_config(cfg)
-        self.q_net = CandidateQNetwork(
-            self.observation_space, self.rayrec_config, self.uses_dueling, width
-        )
 
     @override(DefaultDQNTorchRLModule)
     def get_non_inference_attributes(self) -> list[str]:
@@ -195,6 +185,31 @@ class CandidateQModule(DefaultDQNTorchRLModule):
     @override(DefaultDQNTorchRLModule)
     def get_target_network_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return [(self.q_net, self._target_q_net)]
+
+    @override(DefaultDQNTorchRLModule)
+    def get_initial_state(self) -> dict:
+        return {}
+
+
+class CandidateQModule(QNetModule):
+    """RLlib DQN module over rayrec observations: dueling, double-Q, and C51 (``num_atoms``) or
+    QR-DQN (``num_quantiles``) from model_config."""
+
+    @override(DefaultDQNTorchRLModule)
+    def setup(self) -> None:
+        cfg = self.model_config
+        self.uses_dueling = bool(cfg.get("dueling", True))
+        self.uses_double_q = bool(cfg.get("double_q", True))
+        width = head_width(cfg)
+        self.num_atoms = int(cfg.get("num_atoms", 1))
+        self.num_quantiles = int(cfg.get("num_quantiles") or 0)
+        if self.num_atoms > 1:
+            self.v_min = float(cfg.get("v_min", -10.0))
+            self.v_max = float(cfg.get("v_max", 10.0))
+        self._common_setup()
+        self.q_net = CandidateQNetwork(
+            self.observation_space, self.rayrec_config, self.uses_dueling, width
+        )
 
     @override(DefaultDQNTorchRLModule)
     def forward_target(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -228,10 +243,6 @@ class CandidateQModule(DefaultDQNTorchRLModule):
         if self.num_quantiles:
             out[QF_TARGET_NEXT_QUANTILES] = target[QF_QUANTILES]
         return out
-
-    @override(DefaultDQNTorchRLModule)
-    def get_initial_state(self) -> dict:
-        return {}
 
     @override(DefaultDQNTorchRLModule)
     def compute_advantage_distribution(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -29,10 +29,12 @@ SMALL_BATCH = {
     "apex_dqn": _SMALL_REPLAY,
     "c51": _SMALL_REPLAY,
     "qr_dqn": _SMALL_REPLAY,
+    "slateq": _SMALL_REPLAY,
 }
-# A learner metric that only the distributional loss logs: C51's (RLlib's projected
-# cross-entropy) and QR-DQN's (rayrec's quantile Huber loss) really ran.
-DISTRIBUTION_METRIC = {"c51": "atoms", "qr_dqn": "qf_quantile_spread"}
+# A learner metric that only the algorithm's own loss logs: C51's (RLlib's projected
+# cross-entropy), QR-DQN's (rayrec's quantile Huber loss) and SlateQ's (its choice model's
+# cross-entropy) really ran.
+DISTRIBUTION_METRIC = {"c51": "atoms", "qr_dqn": "qf_quantile_spread", "slateq": "choice_loss"}
 
 
 def _config(name: str, *overrides: str, env_name: str = "session"):
@@ -66,6 +68,8 @@ def _trained(result: dict) -> tuple[int, dict[str, float]]:
         *((name, "session") for name in PRESETS),
         # The simulator calibrated from MovieLens-100k (docs/data.md).
         ("ppo", "ml100k"),
+        # SlateQ on slates of 3.
+        ("slateq", "session-slate"),
     ],
 )
 def test_preset_trains_two_iterations_with_two_env_runners(ray_session, name, env_name):

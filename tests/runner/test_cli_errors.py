@@ -83,7 +83,7 @@ def test_bad_command_line_exits_2_with_one_line(argv, message, capsys):
 
 
 SPEC_CASES = {
-    "unknown algorithm": ("algorithm: SlateQ\n", "unknown algorithm 'SlateQ'"),
+    "unknown algorithm": ("algorithm: Rainbow\n", "unknown algorithm 'Rainbow'"),
     "unknown top-level key": ("algorithm: PPO\nmodle: {}\n", "unknown key(s) modle"),
     "section not a mapping": (
         "algorithm: PPO\ntraining: 3\n",

@@ -75,6 +75,11 @@ _MAX_LOG_WEIGHT = 30.0
 _DINKELBACH_STEPS = 50
 
 
+def _weights(log_w: torch.Tensor) -> torch.Tensor:
+    """(B, M) w_i = exp(v(s, i) - v0(s)), clamped against overflow."""
+    return torch.exp(log_w.clamp(max=_MAX_LOG_WEIGHT))
+
+
 def _gather(values: torch.Tensor, slates: torch.Tensor) -> torch.Tensor:
     """(B, k) values at the slates' candidates (0 where a slot shows nothing, index < 0)."""
     return values.gather(1, slates.clamp(min=0)) * (slates >= 0).to(values.dtype)
@@ -148,17 +153,17 @@ def best_slates(
     """
     if method not in SLATE_OPTIMIZERS:
         raise ValueError(f"slate_optimizer ({method!r}) must be one of {list(SLATE_OPTIMIZERS)}")
-    w = torch.exp(log_w.clamp(max=_MAX_LOG_WEIGHT))
+    w = _weights(log_w)
     if method == "topk":
         slates = _top_slates(w * q_items, mask, k)
     elif method == "greedy":
         slates = torch.full((*q_items.shape[:1], k), -1, dtype=torch.long, device=q_items.device)
         taken = mask <= 0
+        rep = q_items.shape[1]
         for j in range(k):
-            trial = slates.unsqueeze(1).repeat(1, q_items.shape[1], 1)  # (B, M, k)
-            trial[:, :, j] = torch.arange(q_items.shape[1], device=q_items.device)
+            trial = slates.unsqueeze(1).repeat(1, rep, 1)  # (B, M, k)
+            trial[:, :, j] = torch.arange(rep, device=q_items.device)
             flat = trial.reshape(-1, k)
-            rep = q_items.shape[1]
             values = slate_value(
                 q_items.repeat_interleave(rep, 0),
                 q_null.repeat_interleave(rep, 0),
@@ -199,7 +204,7 @@ def slate_scores(
 ) -> torch.Tensor:
     """(B, M) scores whose top-k, best first, is :func:`best_slates`' slate (masked: -inf)."""
     slates, value = best_slates(q_items, q_null, log_w, log_eps, mask, k, method)
-    w = torch.exp(log_w.clamp(max=_MAX_LOG_WEIGHT))
+    w = _weights(log_w)
     if method == "exact":
         base = w * (q_items - value.unsqueeze(1))
     else:
